@@ -1,0 +1,58 @@
+// evbus/inline_string.hpp — a short string stored inline, so metadata never allocates.
+//
+// Invariant: size() <= Capacity. Building one from a longer text throws std::length_error
+// that names the text and the limit; nothing is truncated silently.
+//
+// Thread-safety: a value type, like std::string.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace evbus {
+
+template <std::size_t Capacity>
+class inline_string {
+    static_assert(Capacity > 0 && Capacity < 256, "evbus: inline_string capacity must be 1..255");
+
+public:
+    constexpr inline_string() noexcept = default;
+
+    /// Throws std::length_error naming `what` when `text` is longer than Capacity.
+    constexpr inline_string(std::string_view text, const char* what = "string") {  // NOLINT
+        if (text.size() > Capacity) {
+            throw std::length_error(std::string("evbus: ") + what + " '" + std::string(text) +
+                                    "' is " + std::to_string(text.size()) +
+                                    " bytes; the limit is " + std::to_string(Capacity));
+        }
+        std::copy(text.begin(), text.end(), data_.begin());
+        size_ = static_cast<unsigned char>(text.size());
+    }
+    constexpr inline_string(const char* text) : inline_string(std::string_view(text)) {}  // NOLINT
+
+    [[nodiscard]] static constexpr std::size_t capacity() noexcept { return Capacity; }
+    [[nodiscard]] constexpr std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] constexpr bool empty() const noexcept { return size_ == 0; }
+    [[nodiscard]] constexpr const char* data() const noexcept { return data_.data(); }
+    [[nodiscard]] constexpr std::string_view view() const noexcept { return {data_.data(), size_}; }
+    constexpr operator std::string_view() const noexcept { return view(); }  // NOLINT
+    [[nodiscard]] std::string str() const { return std::string(view()); }
+
+    template <std::size_t M>
+    friend constexpr bool operator==(const inline_string& a, const inline_string<M>& b) noexcept {
+        return a.view() == b.view();
+    }
+    friend constexpr bool operator==(const inline_string& a, std::string_view b) noexcept {
+        return a.view() == b;
+    }
+
+private:
+    std::array<char, Capacity> data_{};
+    unsigned char size_ = 0;
+};
+
+}  // namespace evbus

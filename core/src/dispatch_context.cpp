@@ -1,0 +1,44 @@
+#include <evbus/detail/dispatch_context.hpp>
+
+#include <chrono>
+
+namespace evbus::detail {
+namespace {
+thread_local dispatch_frame* t_current = nullptr;
+}  // namespace
+
+dispatch_frame* current_frame() noexcept { return t_current; }
+
+frame_guard::frame_guard(const metadata& meta, const subscription_state* sub) noexcept
+    : frame_{&meta, sub, t_current} {
+    t_current = &frame_;
+}
+
+frame_guard::~frame_guard() { t_current = frame_.prev; }
+
+std::uint32_t frames_of(const subscription_state* sub) noexcept {
+    std::uint32_t n = 0;
+    for (const dispatch_frame* f = t_current; f != nullptr; f = f->prev) {
+        if (f->sub == sub) ++n;
+    }
+    return n;
+}
+
+void stamp(metadata& meta, std::string_view name, std::uint32_t version) noexcept {
+    if (meta.id.is_nil()) meta.id = event_id::generate();
+    if (meta.occurred_at == std::chrono::system_clock::time_point{}) {
+        meta.occurred_at = std::chrono::system_clock::now();
+    }
+    meta.event_name = name;
+    meta.schema_version = version;
+    if (const dispatch_frame* parent = t_current; parent != nullptr) {
+        const metadata& p = *parent->meta;
+        if (meta.correlation_id.is_nil()) meta.correlation_id = p.correlation_id;
+        if (meta.causation_id.is_nil()) meta.causation_id = p.id;
+        if (meta.trace_id.is_nil()) meta.trace_id = p.trace_id;
+    }
+    if (meta.correlation_id.is_nil()) meta.correlation_id = meta.id;
+    if (meta.trace_id.is_nil()) meta.trace_id = meta.correlation_id;
+}
+
+}  // namespace evbus::detail

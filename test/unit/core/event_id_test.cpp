@@ -1,0 +1,64 @@
+#include <evbus/event_id.hpp>
+
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+TEST_CASE("event_id: generated ids are UUIDv7 with the RFC 9562 variant", "[core][event_id]") {
+    const auto id = evbus::event_id::generate();
+    const auto text = id.to_string();
+    REQUIRE(text.size() == 36);
+    CHECK(text[14] == '7');
+    CHECK((text[19] == '8' || text[19] == '9' || text[19] == 'a' || text[19] == 'b'));
+    CHECK_FALSE(id.is_nil());
+}
+
+TEST_CASE("event_id: text form round-trips through parse", "[core][event_id]") {
+    const auto id = evbus::event_id::generate();
+    const auto back = evbus::event_id::parse(id.to_string());
+    REQUIRE(back.has_value());
+    CHECK(*back == id);
+    CHECK(evbus::event_id::parse("0190a3b2-7c1d-7abc-8def-0123456789AB").has_value());
+    CHECK_FALSE(evbus::event_id::parse("not-a-uuid").has_value());
+    CHECK_FALSE(evbus::event_id::parse("0190a3b2x7c1d-7abc-8def-0123456789ab").has_value());
+    CHECK_FALSE(evbus::event_id::parse("0190a3b2-7c1d-7abc-8def-0123456789ag").has_value());
+}
+
+TEST_CASE("event_id: ids from one thread strictly increase", "[core][event_id]") {
+    evbus::event_id last = evbus::event_id::generate();
+    for (int i = 0; i < 100000; ++i) {
+        const auto next = evbus::event_id::generate();
+        REQUIRE(last < next);
+        last = next;
+    }
+}
+
+TEST_CASE("event_id: ids from several threads are unique", "[core][event_id]") {
+    constexpr int threads = 4;
+    constexpr int per_thread = 20000;
+    std::vector<std::vector<evbus::event_id>> made(threads);
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+        workers.emplace_back([&made, t] {
+            for (int i = 0; i < per_thread; ++i) made[t].push_back(evbus::event_id::generate());
+        });
+    }
+    for (auto& w : workers) w.join();
+    std::set<evbus::event_id> all;
+    for (const auto& ids : made) all.insert(ids.begin(), ids.end());
+    CHECK(all.size() == static_cast<std::size_t>(threads * per_thread));
+}
+
+TEST_CASE("event_id: the timestamp is the current Unix time in milliseconds", "[core][event_id]") {
+    const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    const auto id = evbus::event_id::generate();
+    const auto after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    CHECK(id.unix_ms() >= static_cast<std::uint64_t>(before));
+    CHECK(id.unix_ms() <= static_cast<std::uint64_t>(after) + 1);
+}

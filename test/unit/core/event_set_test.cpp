@@ -1,0 +1,47 @@
+#include <evbus/event_set.hpp>
+#include <evbus/metadata.hpp>
+
+#include <stdexcept>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "test_events.hpp"
+
+using evbus_test::events;
+
+TEST_CASE("event_set: types map to their alternative index and back", "[core][event_set]") {
+    STATIC_REQUIRE(events::size == 4);
+    STATIC_REQUIRE(events::index_of<evbus_test::deposited> == 0);
+    STATIC_REQUIRE(events::index_of<evbus_test::pinged> == 3);
+    STATIC_REQUIRE(std::is_same_v<events::type_at<1>, evbus_test::withdrawn>);
+    STATIC_REQUIRE(events::contains<const evbus_test::audited&>);
+    STATIC_REQUIRE_FALSE(events::contains<int>);
+}
+
+TEST_CASE("event_set: names and versions are listed per alternative", "[core][event_set]") {
+    CHECK(events::names[0] == "test.deposited");
+    CHECK(events::versions[0] == 2);
+    CHECK(events::versions[1] == 1);  // no event_version declared: 1
+    CHECK(events::index_of_name("test.audited") == std::optional<std::size_t>{2});
+    CHECK_FALSE(events::index_of_name("test.unknown").has_value());
+}
+
+TEST_CASE("event_set: key functions give text or integer keys", "[core][event_set]") {
+    evbus::event_key key;
+    evbus::key_from_payload(evbus_test::deposited{"alice", 5}, key);
+    CHECK(key == "alice");
+    evbus::key_from_payload(evbus_test::audited{18446744073709551615ULL}, key);
+    CHECK(key == "18446744073709551615");
+    evbus::event_key untouched("kept");
+    evbus::key_from_payload(evbus_test::pinged{1}, untouched);
+    CHECK(untouched == "kept");
+}
+
+TEST_CASE("metadata: a key longer than the limit is an error naming it", "[core][metadata]") {
+    const std::string long_key(64, 'k');
+    CHECK_THROWS_WITH(evbus::metadata::with_key(long_key),
+                      Catch::Contains("event key '" + long_key + "' is 64 bytes") &&
+                          Catch::Contains("limit is 63"));
+    CHECK(evbus::metadata::with_key(std::string(63, 'k')).key.size() == 63);
+}
