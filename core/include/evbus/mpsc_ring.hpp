@@ -1,0 +1,403 @@
+// evbus/mpsc_ring.hpp — bounded lock-free multi-producer / single-consumer ring.
+//
+// mpsc_ring<T> is the queue in front of every shard: any thread pushes, one consumer (the
+// shard's worker) pops or consumes in batches. Capacity is a power of two fixed at
+// construction; events live inline in cache-line padded slots, so the ring path never
+// allocates per event.
+//
+// Invariants:
+// - Every slot carries a sequence number that includes the lap. For the position `pos`
+//   (a 64-bit counter that never wraps in practice) and its slot `pos & mask`:
+//     sequence == pos              the slot is free for the producer that claims `pos`;
+//     sequence == pos + 1          the value of `pos` is published and may be read;
+//     sequence == pos + capacity   the consumer freed it; free for position pos + capacity.
+//   A producer claims `pos` only when it saw `sequence == pos`, so a slot claimed by a
+//   producer that is then preempted cannot be claimed again: the next lap needs
+//   `pos + capacity`, which only the consumer writes, and only after it read this value.
+// - The consumer reads positions strictly in order and never skips a slot that is claimed
+//   but not yet published. Each producer's claims are increasing (the claim counter only
+//   grows), hence per-producer FIFO holds whatever the scheduler does, also with more
+//   threads than cores.
+//
+// Progress: producers are lock-free with respect to each other (a failed claim means another
+// producer succeeded). The consumer can be held up by one producer preempted between its
+// claim and its publish; it then sees "empty" until that producer runs again (inherent to
+// Vyukov-style bounded queues; the price of keeping order).
+//
+// Memory ordering:
+// - Data. A producer constructs the value and then publishes with a release store of the
+//   slot's sequence [R1]; the consumer's acquire load of the sequence [A2] pairs with it, so
+//   it sees the whole value. The consumer destroys the value and frees the slot with a release
+//   store [R2]; the producer's acquire load [A1] pairs with it, so the destructor's writes
+//   happen before the next construction in that slot.
+// - Consumer sleep (Dekker). A producer claims with a seq_cst CAS on tail_ [S1] and, after
+//   publishing, reads consumer_sleeping_ with a seq_cst load [S2]. The consumer, before it
+//   blocks, announces itself with a seq_cst exchange on consumer_sleeping_ [S3] and then
+//   reads tail_ with a seq_cst load [S4]. In the single total order of seq_cst operations
+//   either S3 precedes S2, so the producer sees the announcement and wakes the consumer, or
+//   S2 precedes S3, and then S1 < S2 < S3 < S4, so the consumer sees the claim and does not
+//   block. On x86 S2 and S4 are plain loads and S1 is the CAS every push pays anyway, so the
+//   fast path costs nothing extra; only a producer that sees the announcement touches the
+//   futex (exchange + notify_one).
+// - Producers blocked on a full ring (Dekker through one RMW each). A producer about to
+//   block increments producers_waiting_ (acq_rel RMW [W1]) and only then re-checks its slot.
+//   After freeing a batch, the consumer does an acq_rel RMW on producers_waiting_ [W2]. The
+//   two RMWs are ordered in the counter's modification order: either W2 comes later and reads
+//   the waiter (so the consumer bumps space_epoch_ and notifies), or W1 comes later, reads
+//   W2's value and synchronises with it, so the producer's re-check sees the freed slots. The
+//   epoch is read (acquire [W3]) before the re-check; if the consumer's bump (release [W4])
+//   happens before that read, the frees are visible to the re-check; if after, the wait on
+//   the old epoch returns at once. The consumer pays one uncontended RMW per freed batch.
+//
+// Thread-safety: try_push, try_emplace, push, wake_consumer, approx_size and capacity are
+// thread-safe. try_pop, consume and wait_for_items are consumer only: one thread at a time
+// (a different thread may take over after a happens-before hand-off, e.g. thread join).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+namespace evbus {
+
+/// Size in bytes of a cache line on the targets we build for (x86-64, AArch64). Our own
+/// constant: std::hardware_destructive_interference_size varies with compiler flags.
+inline constexpr std::size_t cache_line_size = 64;
+
+namespace detail {
+
+/// A hint to the CPU that the caller is spinning (x86 `pause`, AArch64 `yield`).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
+
+}  // namespace detail
+
+template <class T>
+class mpsc_ring {
+    static_assert(std::is_nothrow_move_constructible_v<T>,
+                  "evbus: mpsc_ring<T> needs a nothrow move-constructible T; mark T's move "
+                  "constructor noexcept or store a pointer");
+    static_assert(std::is_nothrow_destructible_v<T>,
+                  "evbus: mpsc_ring<T> needs a nothrow destructible T");
+
+public:
+    using value_type = T;
+
+    /// Spins (with a CPU pause) before yielding, then yields before blocking, in push() and
+    /// wait_for_items(). Small on purpose: a 2-core machine gains nothing from long spins.
+    static constexpr int spin_rounds = 64;
+    static constexpr int yield_rounds = 16;
+
+    /// Creates an empty ring of `capacity` slots. Throws std::invalid_argument naming the
+    /// value unless it is a power of two >= 2; std::bad_alloc when memory runs out.
+    /// Not thread-safe (construction). O(capacity); the only allocation the ring makes.
+    explicit mpsc_ring(std::size_t capacity)
+        : mask_(checked_capacity(capacity) - 1), slots_(new slot[capacity]) {
+        for (std::size_t i = 0; i < capacity; ++i) {
+            // Relaxed: no other thread can see the ring before its constructor returns; the
+            // hand-off of the ring to other threads (thread start, a mutex) publishes it.
+            slots_[i].sequence.store(i, std::memory_order_relaxed);
+        }
+    }
+
+    mpsc_ring(const mpsc_ring&) = delete;
+    mpsc_ring& operator=(const mpsc_ring&) = delete;
+
+    /// Destroys the values still queued. Not thread-safe: no producer or consumer may run.
+    ~mpsc_ring() {
+        for (;;) {
+            slot& s = slot_at(head_);
+            // Relaxed: single-threaded by contract; the caller's join/hand-off ordered every
+            // producer's publish before this destructor.
+            if (s.sequence.load(std::memory_order_relaxed) != head_ + 1) break;
+            s.value()->~T();
+            ++head_;
+        }
+    }
+
+    /// Number of slots. Thread-safe. O(1).
+    [[nodiscard]] std::size_t capacity() const noexcept { return mask_ + 1; }
+
+    /// Bytes one ring of `capacity` slots of T occupies (object plus slot array).
+    [[nodiscard]] static constexpr std::size_t memory_footprint(std::size_t capacity) noexcept {
+        return sizeof(mpsc_ring) + capacity * sizeof(slot);
+    }
+
+    /// Moves `v` into the ring; false (and `v` untouched) when the ring is full.
+    /// Thread-safe; producers. Lock-free, O(1) apart from CAS retries under contention, never
+    /// allocates.
+    [[nodiscard]] bool try_push(T&& v) noexcept {
+        slot* s = claim();
+        if (s == nullptr) return false;
+        ::new (static_cast<void*>(s->storage)) T(std::move(v));
+        publish(*s);
+        return true;
+    }
+
+    /// Constructs a T from `args` in a free slot; false when the ring is full (and no T is
+    /// constructed). When T's constructor may throw, the value is built before a slot is
+    /// claimed (then moved in), so an exception never leaves a claimed slot behind.
+    /// Thread-safe; producers. Lock-free; never allocates unless T's constructor does.
+    template <class... A>
+    [[nodiscard]] bool try_emplace(A&&... args) noexcept(std::is_nothrow_constructible_v<T, A...>) {
+        if constexpr (std::is_nothrow_constructible_v<T, A...>) {
+            slot* s = claim();
+            if (s == nullptr) return false;
+            ::new (static_cast<void*>(s->storage)) T(std::forward<A>(args)...);
+            publish(*s);
+            return true;
+        } else {
+            T value(std::forward<A>(args)...);
+            return try_push(std::move(value));
+        }
+    }
+
+    /// Moves `v` into the ring, blocking while it is full: spins, then yields, then sleeps
+    /// until the consumer frees slots. Never returns without having queued `v`, so it waits
+    /// forever if the consumer never runs again.
+    /// Thread-safe; producers. Blocking; never allocates.
+    void push(T&& v) noexcept {
+        for (int i = 0; i < spin_rounds; ++i) {
+            if (try_push(std::move(v))) return;
+            detail::cpu_relax();
+        }
+        for (int i = 0; i < yield_rounds; ++i) {
+            if (try_push(std::move(v))) return;
+            std::this_thread::yield();
+        }
+        for (;;) {
+            // [W1] announce; acq_rel so that reading W2's value synchronises with the
+            // consumer's frees (see "Memory ordering").
+            producers_waiting_.fetch_add(1, std::memory_order_acq_rel);
+            // [W3] pairs with [W4]: an epoch read after a bump sees the frees before it.
+            const std::uint32_t epoch = space_epoch_.load(std::memory_order_acquire);
+            const bool queued = try_push(std::move(v));
+            if (!queued) space_epoch_.wait(epoch, std::memory_order_acquire);
+            // Relaxed: the counter only decides whether the consumer notifies; a stale
+            // (higher) value costs it one spurious notify, never a lost wake-up.
+            producers_waiting_.fetch_sub(1, std::memory_order_relaxed);
+            if (queued) return;
+        }
+    }
+
+    /// Moves the oldest value out; nullopt when the ring is empty or the oldest claimed slot
+    /// is not yet published. Consumer only. Wait-free, O(1), never allocates.
+    [[nodiscard]] std::optional<T> try_pop() noexcept {
+        slot& s = slot_at(head_);
+        // [A2] pairs with [R1] in publish(): the producer's construction is visible.
+        if (s.sequence.load(std::memory_order_acquire) != head_ + 1) return std::nullopt;
+        return take_front(s);
+    }
+
+    /// Calls `f(T&)` for up to `max_items` ready values in order, then destroys them and frees
+    /// their slots in one pass; returns how many it handed to `f`. If `f` throws, the value it
+    /// was given and those before it are destroyed and freed, and the exception propagates;
+    /// later values stay queued. `f` must not use this ring's consumer members.
+    /// Consumer only. O(n); never allocates.
+    template <class F>
+    std::size_t consume(F&& f, std::size_t max_items) {
+        std::size_t n = 0;
+        const batch_release guard{*this, n};
+        while (n < max_items) {
+            slot& s = slot_at(head_ + n);
+            // [A2] pairs with [R1] in publish().
+            if (s.sequence.load(std::memory_order_acquire) != head_ + n + 1) break;
+            ++n;  // counted before the call, so the guard frees it even if f throws
+            f(*s.value());
+        }
+        return n;
+    }
+
+    /// The consumer's idle strategy: spins briefly, then yields, then blocks until a producer
+    /// publishes or wake_consumer() is called. Returns true when values may be ready (the
+    /// caller then consumes and may get none, e.g. while a producer is mid-push), false when
+    /// `stop_flag` is set; the flag is checked before every block, so set it, then call
+    /// wake_consumer(). Consumer only. Blocking; never allocates.
+    bool wait_for_items(const std::atomic<bool>& stop_flag) {
+        for (int i = 0; i < spin_rounds + yield_rounds; ++i) {
+            if (front_ready()) return true;
+            // Relaxed: a hint while spinning; the check before blocking below is ordered.
+            if (stop_flag.load(std::memory_order_relaxed)) return false;
+            if (i < spin_rounds) {
+                detail::cpu_relax();
+            } else {
+                std::this_thread::yield();
+            }
+        }
+        for (;;) {
+            // [S3] announce the sleep; seq_cst: the Dekker pair with [S1]/[S2] in
+            // try_push(). An RMW, so it also reads wake_consumer()'s exchange if that came
+            // first, which then makes the stop flag's store visible below.
+            consumer_sleeping_.exchange(1, std::memory_order_seq_cst);
+            if (stop_flag.load(std::memory_order_seq_cst)) {
+                // Relaxed: only this thread sets the flag to 1; a producer that still sees
+                // it costs one needless notify.
+                consumer_sleeping_.store(0, std::memory_order_relaxed);
+                return false;
+            }
+            // [S4] seq_cst, the other half of the Dekker pair: any claim ordered before a
+            // producer's [S2] that missed our announcement is visible here.
+            if (tail_.load(std::memory_order_seq_cst) != head_) {
+                consumer_sleeping_.store(0, std::memory_order_relaxed);  // as above
+                return true;
+            }
+            // Acquire pairs with the producer's or wake_consumer()'s exchange to 0.
+            consumer_sleeping_.wait(1, std::memory_order_acquire);
+        }
+    }
+
+    /// Wakes the consumer if it is blocked in wait_for_items() (used at shutdown, after
+    /// setting the stop flag). Thread-safe. O(1); a futex wake only if the consumer sleeps.
+    void wake_consumer() noexcept {
+        // seq_cst RMW: orders the caller's earlier stop-flag store before the consumer's
+        // [S3] exchange when that comes later in this atomic's modification order.
+        if (consumer_sleeping_.exchange(0, std::memory_order_seq_cst) != 0) {
+            consumer_sleeping_.notify_one();
+        }
+    }
+
+    /// Number of queued values, racy by nature: a snapshot that may be stale by the time it
+    /// returns, clamped to [0, capacity()]. Thread-safe. O(1).
+    [[nodiscard]] std::size_t approx_size() const noexcept {
+        // Relaxed: a monitoring value with no ordering promise (see above).
+        const std::size_t head = head_shadow_.load(std::memory_order_relaxed);
+        const std::size_t tail = tail_.load(std::memory_order_relaxed);
+        if (tail <= head) return 0;
+        return tail - head < capacity() ? tail - head : capacity();
+    }
+
+private:
+    struct alignas(cache_line_size) slot {
+        std::atomic<std::size_t> sequence{0};
+        alignas(T) unsigned char storage[sizeof(T)];
+
+        T* value() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
+    };
+
+    // Frees the batch [head_, head_ + n) when a consume() ends, also by exception.
+    struct batch_release {
+        batch_release(mpsc_ring& r, const std::size_t& count) noexcept : ring(r), n(count) {}
+        batch_release(const batch_release&) = delete;
+        batch_release& operator=(const batch_release&) = delete;
+        ~batch_release() { ring.release(n); }
+
+        mpsc_ring& ring;
+        const std::size_t& n;
+    };
+
+    static std::size_t checked_capacity(std::size_t capacity) {
+        if (capacity < 2 || (capacity & (capacity - 1)) != 0) {
+            throw std::invalid_argument("evbus::mpsc_ring: capacity " + std::to_string(capacity) +
+                                        " is not a power of two >= 2");
+        }
+        return capacity;
+    }
+
+    slot& slot_at(std::size_t pos) noexcept { return slots_[pos & mask_]; }
+
+    // Claims the next position for this producer; nullptr when the ring is full.
+    slot* claim() noexcept {
+        // Relaxed: only a starting guess; the CAS below validates it.
+        std::size_t pos = tail_.load(std::memory_order_relaxed);
+        for (;;) {
+            slot& s = slot_at(pos);
+            // [A1] pairs with [R2] in release(): the previous value's destruction in this
+            // slot happens before our construction.
+            const std::size_t seq = s.sequence.load(std::memory_order_acquire);
+            const auto lag = static_cast<std::ptrdiff_t>(seq - pos);
+            if (lag == 0) {
+                // [S1] seq_cst on success: the Dekker pair with [S3]/[S4] in
+                // wait_for_items(). Relaxed on failure: pos is just reloaded.
+                if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                                std::memory_order_relaxed)) {
+                    return &s;
+                }
+            } else if (lag < 0) {
+                return nullptr;  // the slot still holds (or is being given) last lap's value
+            } else {
+                // Another producer took pos; relaxed for the same reason as above.
+                pos = tail_.load(std::memory_order_relaxed);
+            }
+        }
+    }
+
+    void publish(slot& s) noexcept {
+        // The position claimed is the sequence we saw, so publishing is sequence + 1.
+        // Relaxed load: we own the slot; nobody else writes its sequence until we publish.
+        const std::size_t pos = s.sequence.load(std::memory_order_relaxed);
+        // [R1] publishes the value; pairs with [A2] in try_pop()/consume().
+        s.sequence.store(pos + 1, std::memory_order_release);
+        // [S2] seq_cst: the Dekker pair with [S3]/[S4] (see "Memory ordering"). The second
+        // check keeps a crowd of producers down to one notify.
+        if (consumer_sleeping_.load(std::memory_order_seq_cst) != 0 &&
+            consumer_sleeping_.exchange(0, std::memory_order_acq_rel) != 0) {
+            // acq_rel: the release half pairs with the consumer's acquire wait.
+            consumer_sleeping_.notify_one();
+        }
+    }
+
+    // Destroys and frees [head_, head_ + n), advances head_ and wakes blocked producers.
+    void release(std::size_t n) noexcept {
+        if (n == 0) return;
+        const std::size_t lap = capacity();
+        for (std::size_t i = 0; i < n; ++i) {
+            slot& s = slot_at(head_ + i);
+            s.value()->~T();
+            // [R2] frees the slot for the next lap; pairs with [A1] in claim().
+            s.sequence.store(head_ + i + lap, std::memory_order_release);
+        }
+        head_ += n;
+        // Relaxed: read only by approx_size(), which promises no ordering.
+        head_shadow_.store(head_, std::memory_order_relaxed);
+        // [W2] acq_rel RMW, the consumer's half of the blocked-producer handshake.
+        if (producers_waiting_.fetch_add(0, std::memory_order_acq_rel) != 0) {
+            // [W4] release pairs with [W3] in push().
+            space_epoch_.fetch_add(1, std::memory_order_release);
+            space_epoch_.notify_all();
+        }
+    }
+
+    // Moves the published front value out and frees its slot. One named return value, so
+    // the optional is built in place (no second move).
+    std::optional<T> take_front(slot& s) noexcept {
+        std::optional<T> out(std::in_place, std::move(*s.value()));
+        release(1);
+        return out;
+    }
+
+    [[nodiscard]] bool front_ready() noexcept {
+        // [A2] pairs with [R1] in publish().
+        return slot_at(head_).sequence.load(std::memory_order_acquire) == head_ + 1;
+    }
+
+    // Read-only after construction: shared by every thread without contention.
+    const std::size_t mask_;
+    const std::unique_ptr<slot[]> slots_;
+
+    // Producers' claim counter.
+    alignas(cache_line_size) std::atomic<std::size_t> tail_{0};
+
+    // Written by the consumer only while it goes to sleep; read by every push.
+    alignas(cache_line_size) std::atomic<std::uint32_t> consumer_sleeping_{0};
+
+    // The consumer's line; producers touch it only when they are about to block.
+    alignas(cache_line_size) std::size_t head_ = 0;
+    std::atomic<std::size_t> head_shadow_{0};
+    std::atomic<std::uint32_t> producers_waiting_{0};
+    std::atomic<std::uint32_t> space_epoch_{0};
+};
+
+}  // namespace evbus
