@@ -1,0 +1,137 @@
+#include <evbus/sql.hpp>
+
+#include <sqlite3.h>
+
+#include <utility>
+
+namespace evbus {
+namespace {
+
+sqlite3_stmt* as_stmt(void* p) noexcept { return static_cast<sqlite3_stmt*>(p); }
+sqlite3* as_db(void* p) noexcept { return static_cast<sqlite3*>(p); }
+
+std::string statement_text(sqlite3_stmt* stmt) {
+    const char* text = stmt != nullptr ? sqlite3_sql(stmt) : nullptr;
+    return text != nullptr ? std::string(text) : std::string("?");
+}
+
+}  // namespace
+
+sql_statement::sql_statement(sql_statement&& other) noexcept
+    : stmt_(std::exchange(other.stmt_, nullptr)), db_(std::exchange(other.db_, nullptr)) {}
+
+sql_statement& sql_statement::operator=(sql_statement&& other) noexcept {
+    if (this != &other) {
+        sqlite3_finalize(as_stmt(stmt_));
+        stmt_ = std::exchange(other.stmt_, nullptr);
+        db_ = std::exchange(other.db_, nullptr);
+    }
+    return *this;
+}
+
+sql_statement::~sql_statement() { sqlite3_finalize(as_stmt(stmt_)); }
+
+void sql_statement::fail(const char* action, int rc) const {
+    throw store_error(std::string("evbus: SQL ") + action + " failed for '" +
+                          statement_text(as_stmt(stmt_)) + "': " + sqlite3_errmsg(as_db(db_)) +
+                          " (" + sqlite3_errstr(rc) + ")",
+                      rc);
+}
+
+sql_statement& sql_statement::bind(int index, std::int64_t value) {
+    if (const int rc = sqlite3_bind_int64(as_stmt(stmt_), index, value); rc != SQLITE_OK) {
+        fail("bind", rc);
+    }
+    return *this;
+}
+
+sql_statement& sql_statement::bind(int index, double value) {
+    if (const int rc = sqlite3_bind_double(as_stmt(stmt_), index, value); rc != SQLITE_OK) {
+        fail("bind", rc);
+    }
+    return *this;
+}
+
+sql_statement& sql_statement::bind(int index, std::string_view text) {
+    const int rc = sqlite3_bind_text64(as_stmt(stmt_), index, text.data(), text.size(),
+                                       SQLITE_TRANSIENT, SQLITE_UTF8);
+    if (rc != SQLITE_OK) fail("bind", rc);
+    return *this;
+}
+
+sql_statement& sql_statement::bind_null(int index) {
+    if (const int rc = sqlite3_bind_null(as_stmt(stmt_), index); rc != SQLITE_OK) {
+        fail("bind", rc);
+    }
+    return *this;
+}
+
+bool sql_statement::step() {
+    const int rc = sqlite3_step(as_stmt(stmt_));
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    fail("step", rc);
+}
+
+void sql_statement::run() {
+    while (step()) {
+    }
+    reset();
+}
+
+void sql_statement::reset() noexcept {
+    sqlite3_reset(as_stmt(stmt_));
+    sqlite3_clear_bindings(as_stmt(stmt_));
+}
+
+int sql_statement::column_count() const noexcept { return sqlite3_column_count(as_stmt(stmt_)); }
+
+bool sql_statement::column_is_null(int column) const noexcept {
+    return sqlite3_column_type(as_stmt(stmt_), column) == SQLITE_NULL;
+}
+
+std::int64_t sql_statement::column_int64(int column) const noexcept {
+    return sqlite3_column_int64(as_stmt(stmt_), column);
+}
+
+double sql_statement::column_double(int column) const noexcept {
+    return sqlite3_column_double(as_stmt(stmt_), column);
+}
+
+std::string_view sql_statement::column_text(int column) const noexcept {
+    const auto* text = sqlite3_column_text(as_stmt(stmt_), column);
+    if (text == nullptr) return {};
+    return {reinterpret_cast<const char*>(text),
+            static_cast<std::size_t>(sqlite3_column_bytes(as_stmt(stmt_), column))};
+}
+
+void sql_connection::exec(std::string_view sql) {
+    const std::string text(sql);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(as_db(db_), text.c_str(), nullptr, nullptr, &error);
+    if (rc != SQLITE_OK) {
+        std::string message = error != nullptr ? error : sqlite3_errstr(rc);
+        sqlite3_free(error);
+        throw store_error("evbus: SQL failed for '" + text + "': " + message, rc);
+    }
+}
+
+sql_statement sql_connection::prepare(std::string_view sql) {
+    sqlite3_stmt* stmt = nullptr;
+    const int rc = sqlite3_prepare_v2(as_db(db_), sql.data(), static_cast<int>(sql.size()), &stmt,
+                                      nullptr);
+    if (rc != SQLITE_OK) {
+        throw store_error("evbus: SQL prepare failed for '" + std::string(sql) +
+                              "': " + sqlite3_errmsg(as_db(db_)),
+                          rc);
+    }
+    return sql_statement(stmt, db_);
+}
+
+std::int64_t sql_connection::last_insert_rowid() const noexcept {
+    return sqlite3_last_insert_rowid(as_db(db_));
+}
+
+std::int64_t sql_connection::changes() const noexcept { return sqlite3_changes64(as_db(db_)); }
+
+}  // namespace evbus

@@ -1,0 +1,56 @@
+// Payloads for the durable-path tests: described for the codec, one with an old version.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include <evbus/codec.hpp>
+#include <evbus/event_set.hpp>
+
+namespace outbox_test {
+
+struct money_transferred_v1 {
+    static constexpr std::string_view event_name = "transfer.moneyTransferred";
+    static constexpr std::uint32_t event_version = 1;
+    std::string user;
+    std::int64_t cents = 0;
+};
+EVBUS_DESCRIBE(money_transferred_v1, user, cents)
+
+struct money_transferred {
+    static constexpr std::string_view event_name = "transfer.moneyTransferred";
+    static constexpr std::uint32_t event_version = 2;
+    using previous_versions = evbus::versions<money_transferred_v1>;
+    std::string user_id;
+    std::int64_t cents = 0;
+    std::string currency;
+    [[nodiscard]] std::string_view event_key() const { return user_id; }
+};
+EVBUS_DESCRIBE(money_transferred, user_id, cents, currency)
+
+inline money_transferred upcast(const money_transferred_v1& old) {
+    return money_transferred{old.user, old.cents, "EUR"};
+}
+
+struct receipt_sent {
+    static constexpr std::string_view event_name = "notification.receiptSent";
+    std::string user_id;
+    std::int64_t seq = 0;
+    [[nodiscard]] std::string_view event_key() const { return user_id; }
+};
+EVBUS_DESCRIBE(receipt_sent, user_id, seq)
+
+using events = evbus::event_set<money_transferred, receipt_sent>;
+
+/// A fresh directory for database files under the build tree (EVBUS_OUTBOX_TEST_DIR).
+inline std::filesystem::path fresh_dir(std::string_view name) {
+    const auto dir = std::filesystem::path(EVBUS_OUTBOX_TEST_DIR) / std::string(name);
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+}  // namespace outbox_test

@@ -1,0 +1,331 @@
+// The store interface, on both stores where the behaviour is shared, plus what only the
+// SQLite file does (durability across reopen, bad files, schema versions).
+#include <evbus/memory_store.hpp>
+#include <evbus/sqlite_store.hpp>
+#include <evbus/unit_of_work.hpp>
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "outbox_events.hpp"
+
+using namespace outbox_test;
+using evbus::delivery_ref;
+
+namespace {
+
+std::unique_ptr<evbus::event_store> make_store(bool sqlite, std::string_view name,
+                                               std::chrono::seconds retention = {}) {
+    if (!sqlite) return std::make_unique<evbus::memory_store>(retention);
+    evbus::sqlite_options options;
+    options.sync = evbus::sync_mode::normal;
+    options.history_retention = retention;
+    return std::make_unique<evbus::sqlite_store>((fresh_dir(name) / "app.db").string(), options);
+}
+
+std::vector<std::string> claimed_users(evbus::event_store& store) {
+    std::vector<std::string> users;
+    for (const auto& e : store.claim(100)) {
+        const auto decoded = evbus::payload_codec<events>::decode(e.name, e.version, e.payload);
+        users.push_back(std::get<money_transferred>(std::get<0>(decoded)).user_id);
+    }
+    return users;
+}
+
+}  // namespace
+
+TEST_CASE("store: a rolled-back unit of work leaves no event, a committed one leaves one",
+          "[outbox][store]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "rollback");
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.append(money_transferred{"alice", 1, "EUR"});
+        tx.rollback();
+    }
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.append(money_transferred{"bob", 2, "EUR"});
+    }  // destroyed without commit
+    CHECK(store->claim(10).empty());
+    const auto before = store->commits().generation();
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.append(money_transferred{"carol", 3, "EUR"});
+        tx.commit();
+    }
+    CHECK(store->commits().generation() == before + 1);
+    const auto rows = store->claim(10);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].name == "transfer.moneyTransferred");
+    CHECK(rows[0].version == 2);
+    CHECK(rows[0].key == "carol");
+    CHECK_FALSE(rows[0].id.is_nil());
+    CHECK(rows[0].correlation_id == rows[0].id);
+}
+
+TEST_CASE("store: domain rows and events commit or roll back together", "[outbox][store]") {
+    auto store = make_store(true, "domain");
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.sql().exec("CREATE TABLE account(id TEXT PRIMARY KEY, cents INTEGER NOT NULL)");
+        tx.commit();
+    }
+    auto balance_rows = [&] {
+        evbus::unit_of_work<events> tx(*store);
+        auto q = tx.sql().prepare("SELECT count(*) FROM account");
+        REQUIRE(q.step());
+        return q.column_int64(0);
+    };
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.sql().prepare("INSERT INTO account VALUES (?1, ?2)").bind(1, "alice").bind(2, 5).run();
+        tx.append(money_transferred{"alice", 5, "EUR"});
+    }
+    CHECK(balance_rows() == 0);
+    CHECK(store->claim(10).empty());
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.sql().prepare("INSERT INTO account VALUES (?1, ?2)").bind(1, "alice").bind(2, 5).run();
+        tx.append(money_transferred{"alice", 5, "EUR"});
+        tx.commit();
+    }
+    CHECK(balance_rows() == 1);
+    CHECK(store->claim(10).size() == 1);
+}
+
+TEST_CASE("store: the memory store has no SQL and says so", "[outbox][store]") {
+    evbus::memory_store store;
+    evbus::unit_of_work<events> tx(store);
+    CHECK_THROWS_WITH(tx.sql(), Catch::Contains("memory_store has no SQL"));
+}
+
+TEST_CASE("store: out-of-order commits are claimed in commit order and none is skipped",
+          "[outbox][store][order]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "order");
+    // Deferred: the SQLite write lock is taken at commit, so all four can be open at once on
+    // four connections of the same file.
+    evbus::unit_of_work<events> t0(*store, evbus::begin_mode::deferred);
+    evbus::unit_of_work<events> t1(*store, evbus::begin_mode::deferred);
+    evbus::unit_of_work<events> tr(*store, evbus::begin_mode::deferred);
+    evbus::unit_of_work<events> t2(*store, evbus::begin_mode::deferred);
+    t0.append(money_transferred{"t0", 0, "EUR"});
+    t1.append(money_transferred{"t1", 1, "EUR"});
+    tr.append(money_transferred{"tR", 9, "EUR"});
+    t2.append(money_transferred{"t2", 2, "EUR"});
+
+    t2.commit();
+    // The dispatcher claims t2 and confirms it before the others commit.
+    const auto first = store->claim(10);
+    REQUIRE(first.size() == 1);
+    store->confirm({first[0].position, {}, {}});
+    tr.rollback();
+    t1.commit();
+    t0.commit();
+    CHECK(claimed_users(*store) == std::vector<std::string>{"t1", "t0"});
+}
+
+TEST_CASE("store: deliveries complete one subscription at a time; the event goes last",
+          "[outbox][store]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "complete", std::chrono::hours(1));
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.append(money_transferred{"alice", 1, "EUR"});
+        tx.commit();
+    }
+    const auto rows = store->claim(10);
+    REQUIRE(rows.size() == 1);
+    const auto p = rows[0].position;
+    store->confirm({p, {{p, "a"}, {p, "b"}}, {}});
+    CHECK(store->claim(10).empty());
+    CHECK(store->unfinished(std::nullopt, 10).size() == 2);
+
+    const delivery_ref a{p, "a"};
+    store->complete({&a, 1});
+    const auto left = store->unfinished(std::nullopt, 10);
+    REQUIRE(left.size() == 1);
+    CHECK(left[0].subscription == "b");
+    CHECK(store->history({}).empty());
+
+    // b completes inside a transaction, exactly once.
+    {
+        auto tx = store->begin();
+        CHECK(tx->complete({p, "b"}));
+        CHECK_FALSE(tx->complete({p, "b"}));
+        tx->commit();
+    }
+    CHECK(store->unfinished(std::nullopt, 10).empty());
+    const auto history = store->history({});
+    REQUIRE(history.size() == 1);
+    CHECK(history[0].id == rows[0].id);
+    CHECK(store->prune(evbus::store_clock::now() + std::chrono::seconds(1)) == 1);
+    CHECK(store->history({}).empty());
+}
+
+TEST_CASE("store: history is read back by key and time range", "[outbox][store][history]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "history", std::chrono::hours(1));
+    const auto t0 = evbus::store_clock::now();
+    for (int i = 0; i < 6; ++i) {
+        evbus::unit_of_work<events> tx(*store);
+        evbus::metadata meta;
+        meta.occurred_at = t0 + std::chrono::seconds(i);
+        tx.append(money_transferred{i % 2 == 0 ? "even" : "odd", i, "EUR"}, meta);
+        tx.commit();
+    }
+    const auto rows = store->claim(10);
+    store->confirm({rows.back().position, {}, {}});  // nobody subscribed: finished at once
+
+    evbus::history_query q;
+    q.key = "even";
+    q.from = t0 + std::chrono::seconds(1);
+    q.to = t0 + std::chrono::seconds(5);
+    const auto found = store->history(q);
+    REQUIRE(found.size() == 2);
+    CHECK(found[0].occurred_at == t0 + std::chrono::seconds(2));
+    CHECK(found[1].occurred_at == t0 + std::chrono::seconds(4));
+    q = {};
+    q.limit = 4;
+    const auto page = store->history(q);
+    REQUIRE(page.size() == 4);
+    q.after_position = page.back().position;
+    CHECK(store->history(q).size() == 2);
+}
+
+TEST_CASE("store: dead letters are listed, requeued and discarded by id and filter",
+          "[outbox][store][dead_letter]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "dead");
+    for (const char* user : {"alice", "bob"}) {
+        evbus::unit_of_work<events> tx(*store);
+        tx.append(money_transferred{user, 1, "EUR"});
+        tx.commit();
+    }
+    const auto rows = store->claim(10);
+    REQUIRE(rows.size() == 2);
+    const auto pa = rows[0].position;
+    const auto pb = rows[1].position;
+    store->confirm({pb, {{pa, "ledger"}, {pa, "mail"}, {pb, "ledger"}}, {}});
+    const auto t = evbus::store_clock::now();
+    store->dead_letter({pa, "ledger"}, 3, "boom", t, t);
+    store->dead_letter({pb, "ledger"}, 2, "bang", t, t);
+    store->dead_letter({pa, "nobody"}, 1, "not pending: ignored", t, t);
+
+    CHECK(store->dead_letters({}).size() == 2);
+    evbus::dead_letter_filter by_key;
+    by_key.key = "bob";
+    const auto bobs = store->dead_letters(by_key);
+    REQUIRE(bobs.size() == 1);
+    CHECK(bobs[0].error == "bang");
+    CHECK(bobs[0].attempts == 2);
+    CHECK(bobs[0].subscription == "ledger");
+    CHECK(bobs[0].event.key == "bob");
+
+    const auto back = store->requeue(bobs[0].id);
+    REQUIRE(back);
+    CHECK(back->subscription == "ledger");
+    CHECK(back->event.position == pb);
+    CHECK_FALSE(store->requeue(bobs[0].id));
+    CHECK(store->dead_letters({}).size() == 1);
+
+    const auto alices = store->dead_letters({});
+    CHECK(store->discard(alices[0].id));
+    CHECK_FALSE(store->discard(alices[0].id));
+    CHECK(store->dead_letters({}).empty());
+    // alice still owes "mail"; bob owes "ledger" again.
+    CHECK(store->unfinished(std::nullopt, 10).size() == 2);
+}
+
+TEST_CASE("store: the inbox remembers a processed event, and a rollback forgets it",
+          "[outbox][store][inbox]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "inbox");
+    const auto id = evbus::event_id::generate();
+    {
+        auto tx = store->begin();
+        CHECK(tx->mark_processed(id, "mail"));
+        tx->rollback();
+    }
+    {
+        auto tx = store->begin();
+        CHECK(tx->mark_processed(id, "mail"));
+        CHECK(tx->mark_processed(id, "sms"));
+        tx->commit();
+    }
+    auto tx = store->begin();
+    CHECK_FALSE(tx->mark_processed(id, "mail"));
+}
+
+TEST_CASE("sqlite_store: what was committed survives closing and reopening the file",
+          "[outbox][sqlite]") {
+    const auto path = (fresh_dir("reopen") / "app.db").string();
+    {
+        evbus::sqlite_store store(path);
+        evbus::unit_of_work<events> tx(store);
+        tx.append(money_transferred{"alice", 1, "EUR"});
+        tx.commit();
+        const auto rows = store.claim(10);
+        store.confirm({rows[0].position, {{rows[0].position, "ledger"}}, {}});
+        const auto t = evbus::store_clock::now();
+        store.dead_letter({rows[0].position, "ledger"}, 4, "boom", t, t);
+    }
+    evbus::sqlite_store store(path);
+    const auto dead = store.dead_letters({});
+    REQUIRE(dead.size() == 1);
+    CHECK(dead[0].error == "boom");
+    CHECK(dead[0].event.key == "alice");
+    CHECK(store.claim(10).empty());
+}
+
+TEST_CASE("sqlite_store: bad files give an error naming the file and the cause",
+          "[outbox][sqlite][errors]") {
+    const auto dir = fresh_dir("bad");
+    SECTION("missing directory") {
+        const auto path = (dir / "no-such-dir" / "app.db").string();
+        CHECK_THROWS_WITH(evbus::sqlite_store(path),
+                          Catch::Contains("cannot open database '" + path + "'") &&
+                              Catch::Contains("no-such-dir' does not exist"));
+    }
+    SECTION("read-only file") {
+        const auto path = (dir / "ro.db").string();
+        { evbus::sqlite_store store(path); }
+        std::filesystem::remove(path + "-wal");
+        std::filesystem::remove(path + "-shm");
+        REQUIRE(::chmod(path.c_str(), 0444) == 0);
+        CHECK_THROWS_WITH(evbus::sqlite_store(path),
+                          Catch::Contains(path) && Catch::Contains("read-only"));
+        REQUIRE(::chmod(path.c_str(), 0644) == 0);
+    }
+    SECTION("a file that is not a database") {
+        const auto path = (dir / "junk.db").string();
+        {
+            std::FILE* f = std::fopen(path.c_str(), "wb");
+            REQUIRE(f != nullptr);
+            const std::string junk(4096, 'x');
+            std::fwrite(junk.data(), 1, junk.size(), f);
+            std::fclose(f);
+        }
+        CHECK_THROWS_WITH(evbus::sqlite_store(path),
+                          Catch::Contains(path) && Catch::Contains("not an SQLite database"));
+    }
+    SECTION("a schema newer than the library") {
+        const auto path = (dir / "future.db").string();
+        {
+            evbus::sqlite_store store(path);
+            evbus::unit_of_work<events> tx(store);
+            tx.sql().exec("UPDATE evbus_schema SET version = 99");
+            tx.commit();
+        }
+        CHECK_THROWS_WITH(evbus::sqlite_store(path),
+                          Catch::Contains(path) && Catch::Contains("schema is version 99") &&
+                              Catch::Contains("newer than this library's 1"));
+    }
+}
