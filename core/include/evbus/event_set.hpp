@@ -63,14 +63,18 @@ struct payload_checks {
                   "(plain members such as std::string, std::vector and numbers are fine)");
     static_assert(!std::is_const_v<E> && !std::is_reference_v<E>,
                   "evbus: event sets list plain payload types; drop the const or reference");
-    static constexpr bool ok = true;
+    // False when an assertion above fired, so check_event_set() stops before the name checks
+    // (which would add "event_name is not a member" errors for an unnamed payload).
+    static constexpr bool ok = payload<E> && std::is_nothrow_move_constructible_v<E> &&
+                               !std::is_const_v<E> && !std::is_reference_v<E>;
 };
 
 template <class E, class... Es>
 struct duplicate_payload_type {
     static_assert(count_of<E, Es...> == 1,
                   "evbus: a payload type is listed twice in the event set; list each type once");
-    static constexpr bool ok = true;
+    // False on a duplicate, so the name checks do not report the same type a second time.
+    static constexpr bool ok = count_of<E, Es...> == 1;
 };
 
 template <class First, class Second>
@@ -111,7 +115,9 @@ constexpr bool check_event_set() {
 
 template <class... Es>
 class event_set {
-    static_assert(detail::check_event_set<Es...>());
+    // Evaluated for its diagnostics only: each failed check reports itself with its message and
+    // the offending type; asserting the result would add a second error without either.
+    static_assert(((void)detail::check_event_set<Es...>(), true));
 
 public:
     using variant_type = std::variant<Es...>;

@@ -1,0 +1,31 @@
+// Compile-fail case ambiguous_overload:
+// two overloads of one evbus::overload accept the same event type.
+// The .fail.cpp and .pass.cpp files of a case differ only in the line marked "case line";
+// CTest checks that the control builds and that the failing file stops with evbus's message.
+#include <evbus/bus.hpp>
+
+#include <string_view>
+#include <variant>
+
+namespace cf_ns {
+
+struct order_placed {
+    static constexpr std::string_view event_name = "shop.orderPlaced";
+    int order = 0;
+};
+struct order_shipped {
+    static constexpr std::string_view event_name = "shop.orderShipped";
+    int order = 0;
+};
+using events = evbus::event_set<order_placed, order_shipped>;
+
+}  // namespace cf_ns
+
+int main() {
+    evbus::bus<cf_ns::events> bus;
+    int placed = 0;
+    auto sub = bus.subscribe("shop.stats",
+                             evbus::overload([&placed](const cf_ns::order_placed&) { ++placed; },
+                                             [](const cf_ns::order_placed&) {}));  // case line
+    return placed;
+}

@@ -1,0 +1,31 @@
+// Compile-fail case several_signatures_for_event:
+// one event type accepted both with and without the metadata.
+// The .fail.cpp and .pass.cpp files of a case differ only in the line marked "case line";
+// CTest checks that the control builds and that the failing file stops with evbus's message.
+#include <evbus/bus.hpp>
+
+#include <string_view>
+#include <variant>
+
+namespace cf_ns {
+
+struct order_placed {
+    static constexpr std::string_view event_name = "shop.orderPlaced";
+    int order = 0;
+};
+struct order_shipped {
+    static constexpr std::string_view event_name = "shop.orderShipped";
+    int order = 0;
+};
+using events = evbus::event_set<order_placed, order_shipped>;
+
+}  // namespace cf_ns
+
+int main() {
+    evbus::bus<cf_ns::events> bus;
+    auto sub = bus.subscribe(
+        "shop.audit",
+        evbus::overload([](const cf_ns::order_placed&) {},
+                        [](const cf_ns::order_placed&, const evbus::metadata&) {}));  // case line
+    return 0;
+}
