@@ -1,0 +1,1 @@
+// Never compiled: the boundary check runs when the project is configured.
