@@ -131,6 +131,9 @@ public:
     /// Number of slots. Thread-safe. O(1).
     [[nodiscard]] std::size_t capacity() const noexcept { return mask_ + 1; }
 
+    /// Bytes of one slot: the value plus its sequence, padded to whole cache lines.
+    [[nodiscard]] static constexpr std::size_t slot_bytes() noexcept { return sizeof(slot); }
+
     /// Bytes one ring of `capacity` slots of T occupies (object plus slot array).
     [[nodiscard]] static constexpr std::size_t memory_footprint(std::size_t capacity) noexcept {
         return sizeof(mpsc_ring) + capacity * sizeof(slot);

@@ -1,0 +1,109 @@
+// bench/harness.cpp — interleaved runs, statistics and the report of bench/harness.hpp.
+#include "harness.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace evbus_bench {
+
+spread summarize(std::vector<double> values) {
+    spread s;
+    if (values.empty()) return s;
+    std::sort(values.begin(), values.end());
+    const std::size_t n = values.size();
+    s.min = values.front();
+    s.max = values.back();
+    s.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+    return s;
+}
+
+namespace {
+
+// A lost event invalidates any run. Reordering is a finding about a baseline (reported in
+// the table), but a failure for the subject, whose contract is per-producer FIFO.
+bool check_run(const bench_group& g, std::size_t c, const run_result& r) {
+    const bool lost = r.received != r.expected;
+    const bool reordered = r.order_violations != 0;
+    if (!lost && !reordered) return true;
+    std::fprintf(stderr, "%s: %s / %s: received %llu of %llu, %llu per-producer order violations\n",
+                 lost || c == 0 ? "INVALID RUN" : "note", g.title.c_str(), g.cases[c].name.c_str(),
+                 static_cast<unsigned long long>(r.received),
+                 static_cast<unsigned long long>(r.expected),
+                 static_cast<unsigned long long>(r.order_violations));
+    return !lost && c != 0;
+}
+
+void print_group(const bench_group& g, const std::vector<std::vector<double>>& rates,
+                 const std::vector<std::uint64_t>& reorders, int runs) {
+    std::printf("\n== %s (64-byte events, %d runs each, interleaved) ==\n", g.title.c_str(), runs);
+    std::printf("%-46s %9s %9s %9s %7s %9s   %s\n", "case", "min M/s", "med M/s", "max M/s",
+                "spread", "reorders", "evbus/case: median ratio [paired min..max]");
+    const spread subject = summarize(rates[0]);
+    for (std::size_t c = 0; c < g.cases.size(); ++c) {
+        const spread s = summarize(rates[c]);
+        const double spread_pct = s.median > 0 ? 100.0 * (s.max - s.min) / s.median : 0;
+        std::printf("%-46s %9.2f %9.2f %9.2f %6.0f%% %9llu", g.cases[c].name.c_str(), s.min / 1e6,
+                    s.median / 1e6, s.max / 1e6, spread_pct,
+                    static_cast<unsigned long long>(reorders[c]));
+        if (c == 0) {
+            std::printf("   (subject)\n");
+            continue;
+        }
+        // Paired ratios: run r of the subject against run r of the case, neighbours in time.
+        std::vector<double> paired;
+        for (std::size_t r = 0; r < rates[c].size() && r < rates[0].size(); ++r) {
+            paired.push_back(rates[0][r] / rates[c][r]);
+        }
+        const spread p = summarize(paired);
+        std::printf("   %5.2fx [%.2f..%.2f]\n", subject.median / s.median, p.min, p.max);
+    }
+    for (std::size_t c = 0; c < g.cases.size(); ++c) {
+        const spread s = summarize(rates[c]);
+        std::printf("csv,%s,%s,%.0f,%.0f,%.0f,%.3f,%llu\n", g.title.c_str(),
+                    g.cases[c].name.c_str(), s.min, s.median, s.max,
+                    c == 0 ? 1.0 : subject.median / s.median,
+                    static_cast<unsigned long long>(reorders[c]));
+    }
+}
+
+}  // namespace
+
+bool run_groups(const std::vector<bench_group>& groups, const bench_config& config) {
+    bool ok = true;
+    // Warm-up: one short run of every case (caches, page faults, thread start), not recorded.
+    bench_config warm = config;
+    warm.items_per_producer = std::max<std::uint64_t>(1000, config.items_per_producer / 10);
+    for (const bench_group& g : groups) {
+        for (std::size_t c = 0; c < g.cases.size(); ++c) {
+            ok = check_run(g, c, g.cases[c].run_once(warm)) && ok;
+        }
+    }
+    std::vector<std::vector<std::vector<double>>> rates(groups.size());
+    std::vector<std::vector<std::uint64_t>> reorders(groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        rates[g].resize(groups[g].cases.size());
+        reorders[g].resize(groups[g].cases.size(), 0);
+    }
+    for (int r = 0; r < config.runs; ++r) {
+        std::fprintf(stderr, "round %d/%d\n", r + 1, config.runs);
+        for (std::size_t g = 0; g < groups.size(); ++g) {
+            const std::size_t n = groups[g].cases.size();
+            for (std::size_t k = 0; k < n; ++k) {
+                // Rotate the starting case every round so no case always runs first.
+                const std::size_t c = (k + static_cast<std::size_t>(r)) % n;
+                const run_result res = groups[g].cases[c].run_once(config);
+                ok = check_run(groups[g], c, res) && ok;
+                rates[g][c].push_back(res.events_per_s);
+                reorders[g][c] += res.order_violations;
+            }
+        }
+    }
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        print_group(groups[g], rates[g], reorders[g], config.runs);
+    }
+    return ok;
+}
+
+}  // namespace evbus_bench

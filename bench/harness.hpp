@@ -1,0 +1,135 @@
+// bench/harness.hpp — the benchmark harness: cases, interleaved runs, statistics, report.
+//
+// Every comparison is a group of cases (one subject, several baselines) that run in the same
+// process, interleaved round by round and in a rotating order, so machine noise hits all of
+// them alike. Each case reports events per second for one run; the report prints min, median
+// and max over the runs and the subject's median ratio to each baseline.
+//
+// Thread-safety: the harness runs cases one at a time on the main thread; cases start and
+// join their own threads.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <evbus/mpsc_ring.hpp>
+
+namespace evbus_bench {
+
+/// Capacity of every bounded queue in the throughput cases, in events (compile-time because
+/// atomic_queue's fastest queue takes its size as a template argument).
+inline constexpr std::size_t queue_capacity = 4096;
+
+/// The payload every throughput case moves: 64 bytes, trivially copyable, no allocation.
+struct payload64 {
+    std::uint64_t producer = 0;
+    std::uint64_t seq = 0;
+    std::array<std::uint64_t, 6> body{};
+};
+static_assert(sizeof(payload64) == 64);
+
+/// Settings shared by all cases of one invocation.
+struct bench_config {
+    int runs = 7;                             ///< measured runs per case (>= 5 for the report)
+    std::uint64_t items_per_producer = 4'000'000;  ///< throughput cases
+    std::size_t batch = 256;                  ///< max events per bulk dequeue / consume
+    bool smoke = false;                       ///< tiny sizes: keeps the benchmark compiling and running
+};
+
+/// What the consumer of a throughput case saw; a run is valid only if nothing is missing.
+struct run_result {
+    double events_per_s = 0;
+    std::uint64_t expected = 0;
+    std::uint64_t received = 0;
+    std::uint64_t order_violations = 0;  ///< items of one producer seen out of order
+};
+
+/// One case: runs once and reports events/s.
+struct bench_case {
+    std::string name;
+    std::function<run_result(const bench_config&)> run_once;
+};
+
+/// A subject and its baselines, compared by median ratio.
+struct bench_group {
+    std::string title;
+    std::vector<bench_case> cases;  ///< cases[0] is the subject (evbus)
+};
+
+/// min / median / max of a sample.
+struct spread {
+    double min = 0;
+    double median = 0;
+    double max = 0;
+};
+spread summarize(std::vector<double> values);
+
+/// Spins with a CPU pause, then yields: the same back-off for every baseline's full/empty
+/// loop, so no queue wins by a different waiting policy.
+class backoff {
+public:
+    void wait() noexcept {
+        if (rounds_ < 64) {
+            evbus::detail::cpu_relax();
+        } else {
+            std::this_thread::yield();
+        }
+        ++rounds_;
+    }
+    void reset() noexcept { rounds_ = 0; }
+
+private:
+    int rounds_ = 0;
+};
+
+/// Tracks per-producer order on the consumer side; costs every case the same few cycles.
+class order_check {
+public:
+    explicit order_check(std::size_t producers) : next_(producers, 0) {}
+    void see(const payload64& p) noexcept {
+        if (p.producer >= next_.size() || p.seq != next_[p.producer]) {
+            ++violations_;
+            if (p.producer < next_.size()) next_[p.producer] = p.seq + 1;
+        } else {
+            ++next_[p.producer];
+        }
+        checksum_ += p.body[0];
+    }
+    [[nodiscard]] std::uint64_t violations() const noexcept { return violations_; }
+    [[nodiscard]] std::uint64_t checksum() const noexcept { return checksum_; }
+
+private:
+    std::vector<std::uint64_t> next_;
+    std::uint64_t violations_ = 0;
+    std::uint64_t checksum_ = 0;
+};
+
+/// Fills the payload a producer sends.
+inline payload64 make_payload(std::uint64_t producer, std::uint64_t seq) noexcept {
+    payload64 p;
+    p.producer = producer;
+    p.seq = seq;
+    p.body[0] = seq * 2654435761U;
+    return p;
+}
+
+using bench_clock = std::chrono::steady_clock;
+
+inline double seconds_between(bench_clock::time_point a, bench_clock::time_point b) noexcept {
+    return std::chrono::duration<double>(b - a).count();
+}
+
+/// Runs the groups interleaved and prints the throughput table and the ratios.
+/// Returns false if any run lost events.
+bool run_groups(const std::vector<bench_group>& groups, const bench_config& config);
+
+/// The ring-only groups: evbus::mpsc_ring against the baseline queues, P producers -> 1.
+std::vector<bench_group> queue_groups(const bench_config& config);
+
+}  // namespace evbus_bench

@@ -1,0 +1,104 @@
+// bench/main.cpp — evbus_bench: shard-throughput benchmark with in-process baselines.
+//
+//     evbus_bench [--runs N] [--items N] [--smoke]
+//
+// Prints the machine (CPU model, core count, compiler, flags), then every comparison group
+// with min / median / max events/s over N interleaved runs and evbus's ratio to each
+// baseline. Exit status 1 if a run lost or reordered events, 2 on bad arguments.
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <evbus/mpsc_ring.hpp>
+
+#include "harness.hpp"
+
+#ifndef EVBUS_BENCH_FLAGS
+#define EVBUS_BENCH_FLAGS "(unknown)"
+#endif
+
+namespace {
+
+std::string cpu_model() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            const auto colon = line.find(':');
+            if (colon != std::string::npos) return line.substr(colon + 2);
+        }
+    }
+    return "(unknown: no model name in /proc/cpuinfo)";
+}
+
+[[noreturn]] void usage_error(const std::string& what) {
+    std::fprintf(stderr,
+                 "evbus_bench: %s\nusage: evbus_bench [--runs N (>= 1)] [--items N (per producer)] "
+                 "[--smoke]\n",
+                 what.c_str());
+    std::exit(2);
+}
+
+unsigned long long parse_count(std::string_view flag, const char* text) {
+    if (text == nullptr) usage_error(std::string(flag) + " needs a number");
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(text, &end, 10);
+    if (end == text || *end != '\0' || v == 0) {
+        usage_error(std::string(flag) + " needs a positive number, got '" + text + "'");
+    }
+    return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    evbus_bench::bench_config config;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--runs") {
+            config.runs = static_cast<int>(parse_count(arg, i + 1 < argc ? argv[++i] : nullptr));
+        } else if (arg == "--items") {
+            config.items_per_producer = parse_count(arg, i + 1 < argc ? argv[++i] : nullptr);
+        } else if (arg == "--smoke") {
+            config.smoke = true;
+        } else {
+            usage_error("unknown argument '" + std::string(arg) + "'");
+        }
+    }
+    if (config.smoke) {
+        config.runs = 1;
+        config.items_per_producer = 20'000;
+    }
+
+    const unsigned cores = std::thread::hardware_concurrency();
+    std::printf("evbus_bench\n");
+    std::printf("cpu:        %s\n", cpu_model().c_str());
+    std::printf("cores:      %u (std::thread::hardware_concurrency)%s\n", cores,
+                cores <= 2 ? " -- a 2-core machine: 2 producers + 1 consumer share 2 cores, "
+                             "expect a wide spread"
+                           : "");
+    std::printf("compiler:   g++ %s\n", __VERSION__);
+    std::printf("flags:      %s\n", EVBUS_BENCH_FLAGS);
+    std::printf("runs:       %d per case%s, %llu events per producer\n", config.runs,
+                config.smoke ? " (smoke run: numbers are meaningless)" : "",
+                static_cast<unsigned long long>(config.items_per_producer));
+    std::printf("ring:       capacity %zu, slot %zu bytes, memory per ring %zu bytes\n",
+                evbus_bench::queue_capacity,
+                evbus::mpsc_ring<evbus_bench::payload64>::slot_bytes(),
+                evbus::mpsc_ring<evbus_bench::payload64>::memory_footprint(
+                    evbus_bench::queue_capacity));
+    std::fflush(stdout);
+
+    try {
+        const auto groups = evbus_bench::queue_groups(config);
+        return evbus_bench::run_groups(groups, config) ? 0 : 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "evbus_bench: %s\n", e.what());
+        return 1;
+    }
+}

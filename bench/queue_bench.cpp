@@ -1,0 +1,288 @@
+// bench/queue_bench.cpp — evbus::mpsc_ring alone against the best-known queues.
+//
+// Same 64-byte payload, same thread layout (P producer threads, the consumer on the main
+// thread), same capacity where the queue is bounded, same per-item consumer work (an order
+// check and a checksum). Each queue is used the way its authors recommend for throughput:
+// moodycamel with producer/consumer tokens and bulk dequeue, the evbus ring with push() and
+// batch consume() plus its own idle strategy, the others with their try/blocking calls and
+// one shared back-off when full or empty.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+// moodycamel's header trips -Wnull-dereference once inlined at -O2; not our code to fix.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <atomic_queue/atomic_queue.h>
+#include <boost/lockfree/queue.hpp>
+#include <concurrentqueue/concurrentqueue.h>
+#include <oneapi/tbb/concurrent_queue.h>
+#pragma GCC diagnostic pop
+
+#include <evbus/mpsc_ring.hpp>
+
+#include "harness.hpp"
+
+namespace evbus_bench {
+namespace {
+
+// Each adapter offers: a per-producer handle, push(handle, payload), a consumer handle,
+// consume(handle, f, max) -> count, and idle(handle) when consume found nothing.
+
+class evbus_ring_adapter {
+public:
+    struct producer {};
+    struct consumer {};
+
+    evbus_ring_adapter() : ring_(queue_capacity) {}
+    producer make_producer() { return {}; }
+    consumer make_consumer() { return {}; }
+    void push(producer&, payload64&& p) { ring_.push(std::move(p)); }
+    template <class F>
+    std::size_t consume(consumer&, F&& f, std::size_t max) {
+        return ring_.consume(f, max);
+    }
+    void idle(consumer&) { ring_.wait_for_items(stop_); }
+
+private:
+    evbus::mpsc_ring<payload64> ring_;
+    const std::atomic<bool> stop_{false};
+};
+
+class moodycamel_adapter {
+public:
+    struct producer {
+        moodycamel::ProducerToken token;
+    };
+    struct consumer {
+        moodycamel::ConsumerToken token;
+        std::vector<payload64> buffer;
+        backoff wait;
+    };
+
+    moodycamel_adapter() : queue_(queue_capacity) {}
+    producer make_producer() { return producer{moodycamel::ProducerToken(queue_)}; }
+    consumer make_consumer() { return consumer{moodycamel::ConsumerToken(queue_), {}, {}}; }
+    void push(producer& p, payload64&& v) {
+        backoff wait;
+        while (!queue_.enqueue(p.token, std::move(v))) wait.wait();  // false only if out of memory
+    }
+    template <class F>
+    std::size_t consume(consumer& c, F&& f, std::size_t max) {
+        c.buffer.resize(max);
+        const std::size_t n = queue_.try_dequeue_bulk(c.token, c.buffer.begin(), max);
+        for (std::size_t i = 0; i < n; ++i) f(c.buffer[i]);
+        if (n != 0) c.wait.reset();
+        return n;
+    }
+    void idle(consumer& c) { c.wait.wait(); }
+
+private:
+    moodycamel::ConcurrentQueue<payload64> queue_;
+};
+
+// Pops one at a time up to `max`, for queues without a bulk dequeue.
+template <class Queue, class F>
+std::size_t pop_up_to(Queue& q, F&& f, std::size_t max) {
+    std::size_t n = 0;
+    payload64 v;
+    while (n < max && q.try_pop(v)) {
+        f(v);
+        ++n;
+    }
+    return n;
+}
+
+class atomic_queue_adapter {
+public:
+    struct producer {};
+    struct consumer {
+        backoff wait;
+    };
+
+    producer make_producer() { return {}; }
+    consumer make_consumer() { return {}; }
+    void push(producer&, payload64&& v) {
+        backoff wait;
+        while (!queue_->try_push(std::move(v))) wait.wait();
+    }
+    template <class F>
+    std::size_t consume(consumer& c, F&& f, std::size_t max) {
+        const std::size_t n = pop_up_to(*queue_, f, max);
+        if (n != 0) c.wait.reset();
+        return n;
+    }
+    void idle(consumer& c) { c.wait.wait(); }
+
+private:
+    // The library's default MPMC queue for non-atomic elements (element + state per slot).
+    std::unique_ptr<atomic_queue::AtomicQueue2<payload64, queue_capacity>> queue_ =
+        std::make_unique<atomic_queue::AtomicQueue2<payload64, queue_capacity>>();
+};
+
+class boost_lockfree_adapter {
+public:
+    struct producer {};
+    struct consumer {
+        backoff wait;
+    };
+
+    producer make_producer() { return {}; }
+    consumer make_consumer() { return {}; }
+    void push(producer&, payload64&& v) {
+        backoff wait;
+        while (!queue_.push(v)) wait.wait();  // fixed-size: false when full, never allocates
+    }
+    template <class F>
+    std::size_t consume(consumer& c, F&& f, std::size_t max) {
+        std::size_t n = 0;
+        payload64 v;
+        while (n < max && queue_.pop(v)) {
+            f(v);
+            ++n;
+        }
+        if (n != 0) c.wait.reset();
+        return n;
+    }
+    void idle(consumer& c) { c.wait.wait(); }
+
+private:
+    // boost::lockfree caps a compile-time capacity below 65535 nodes; 4096 fits.
+    boost::lockfree::queue<payload64, boost::lockfree::capacity<queue_capacity>> queue_;
+};
+
+class tbb_adapter {
+public:
+    struct producer {};
+    struct consumer {
+        backoff wait;
+    };
+
+    tbb_adapter() { queue_.set_capacity(static_cast<std::ptrdiff_t>(queue_capacity)); }
+    producer make_producer() { return {}; }
+    consumer make_consumer() { return {}; }
+    void push(producer&, payload64&& v) { queue_.push(std::move(v)); }  // blocks while full
+    template <class F>
+    std::size_t consume(consumer& c, F&& f, std::size_t max) {
+        const std::size_t n = pop_up_to(queue_, f, max);
+        if (n != 0) c.wait.reset();
+        return n;
+    }
+    void idle(consumer& c) { c.wait.wait(); }
+
+private:
+    oneapi::tbb::concurrent_bounded_queue<payload64> queue_;
+};
+
+// The queue people write by hand: one mutex, two condition variables, a deque; bounded like
+// the others. The consumer takes up to `max` per lock, which is kind to this baseline.
+class mutex_queue_adapter {
+public:
+    struct producer {};
+    struct consumer {
+        std::vector<payload64> buffer;
+    };
+
+    producer make_producer() { return {}; }
+    consumer make_consumer() { return {}; }
+    void push(producer&, payload64&& v) {
+        std::unique_lock lock(mutex_);
+        not_full_.wait(lock, [this] { return items_.size() < queue_capacity; });
+        items_.push_back(v);
+        const bool was_empty = items_.size() == 1;
+        lock.unlock();
+        if (was_empty) not_empty_.notify_one();
+    }
+    template <class F>
+    std::size_t consume(consumer& c, F&& f, std::size_t max) {
+        c.buffer.clear();
+        bool was_full = false;
+        {
+            std::unique_lock lock(mutex_);
+            not_empty_.wait(lock, [this] { return !items_.empty(); });
+            was_full = items_.size() >= queue_capacity;
+            const std::size_t n = std::min(max, items_.size());
+            c.buffer.assign(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(n));
+            items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(n));
+        }
+        if (was_full) not_full_.notify_all();
+        for (payload64& v : c.buffer) f(v);
+        return c.buffer.size();
+    }
+    void idle(consumer&) {}  // consume() already blocks while empty
+
+private:
+    std::mutex mutex_;
+    std::condition_variable not_empty_;
+    std::condition_variable not_full_;
+    std::deque<payload64> items_;
+};
+
+// One run: `producers` threads push items_per_producer each; the main thread consumes all.
+template <class Adapter>
+run_result run_queue(std::size_t producers, const bench_config& config) {
+    auto queue = std::make_unique<Adapter>();
+    const std::uint64_t items = config.items_per_producer;
+    const std::uint64_t total = items * producers;
+    std::latch start(static_cast<std::ptrdiff_t>(producers + 1));
+    std::vector<std::thread> threads;
+    threads.reserve(producers);
+    for (std::size_t p = 0; p < producers; ++p) {
+        threads.emplace_back([&queue, &start, p, items] {
+            auto handle = queue->make_producer();
+            start.arrive_and_wait();
+            for (std::uint64_t i = 0; i < items; ++i) queue->push(handle, make_payload(p, i));
+        });
+    }
+    order_check check(producers);
+    auto handle = queue->make_consumer();
+    start.arrive_and_wait();
+    const auto t0 = bench_clock::now();
+    std::uint64_t received = 0;
+    const std::size_t batch = config.batch;
+    while (received < total) {
+        const std::size_t n = queue->consume(handle, [&check](payload64& v) { check.see(v); }, batch);
+        received += n;
+        if (n == 0) queue->idle(handle);
+    }
+    const auto t1 = bench_clock::now();
+    for (auto& t : threads) t.join();
+    return run_result{static_cast<double>(total) / seconds_between(t0, t1), total, received,
+                      check.violations()};
+}
+
+bench_group make_group(std::string title, std::size_t producers) {
+    bench_group g;
+    g.title = std::move(title);
+    const auto add = [&](std::string name, run_result (*fn)(std::size_t, const bench_config&)) {
+        g.cases.push_back(bench_case{std::move(name), [fn, producers](const bench_config& c) {
+                                         return fn(producers, c);
+                                     }});
+    };
+    add("evbus::mpsc_ring (push + batch consume)", &run_queue<evbus_ring_adapter>);
+    add("moodycamel::ConcurrentQueue (tokens + bulk)", &run_queue<moodycamel_adapter>);
+    add("atomic_queue::AtomicQueue2", &run_queue<atomic_queue_adapter>);
+    add("boost::lockfree::queue", &run_queue<boost_lockfree_adapter>);
+    add("tbb::concurrent_bounded_queue", &run_queue<tbb_adapter>);
+    add("std::mutex + condition_variable + deque", &run_queue<mutex_queue_adapter>);
+    return g;
+}
+
+}  // namespace
+
+std::vector<bench_group> queue_groups(const bench_config&) {
+    return {make_group("ring only, 1 producer -> 1 consumer", 1),
+            make_group("ring only, 2 producers -> 1 consumer", 2)};
+}
+
+}  // namespace evbus_bench
