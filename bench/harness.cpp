@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace evbus_bench {
@@ -69,6 +70,22 @@ void print_group(const bench_group& g, const std::vector<std::vector<double>>& r
 }
 
 }  // namespace
+
+void keep_cases(std::vector<bench_group>& groups, const std::string& text) {
+    for (bench_group& g : groups) {
+        std::vector<bench_case> kept;
+        for (std::size_t c = 0; c < g.cases.size(); ++c) {
+            if (c == 0 || g.cases[c].name.find(text) != std::string::npos) {
+                kept.push_back(g.cases[c]);
+            }
+        }
+        g.cases = std::move(kept);
+    }
+    std::erase_if(groups, [&text](const bench_group& g) {
+        return g.cases.size() == 1 && g.cases[0].name.find(text) == std::string::npos &&
+               g.title.find(text) == std::string::npos;
+    });
+}
 
 bool run_groups(const std::vector<bench_group>& groups, const bench_config& config) {
     bool ok = true;

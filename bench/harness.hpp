@@ -125,6 +125,9 @@ inline double seconds_between(bench_clock::time_point a, bench_clock::time_point
     return std::chrono::duration<double>(b - a).count();
 }
 
+/// Keeps each group's subject and the cases whose name contains `text`; drops empty groups.
+void keep_cases(std::vector<bench_group>& groups, const std::string& text);
+
 /// Runs the groups interleaved and prints the throughput table and the ratios.
 /// Returns false if any run lost events.
 bool run_groups(const std::vector<bench_group>& groups, const bench_config& config);

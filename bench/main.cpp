@@ -1,6 +1,8 @@
 // bench/main.cpp — evbus_bench: shard-throughput benchmark with in-process baselines.
 //
-//     evbus_bench [--runs N] [--items N] [--smoke]
+//     evbus_bench [--runs N] [--items N] [--filter TEXT] [--smoke]
+//
+// --filter keeps the cases whose name contains TEXT (and each group's subject, evbus).
 //
 // Prints the machine (CPU model, core count, compiler, flags), then every comparison group
 // with min / median / max events/s over N interleaved runs and evbus's ratio to each
@@ -39,7 +41,7 @@ std::string cpu_model() {
 [[noreturn]] void usage_error(const std::string& what) {
     std::fprintf(stderr,
                  "evbus_bench: %s\nusage: evbus_bench [--runs N (>= 1)] [--items N (per producer)] "
-                 "[--smoke]\n",
+                 "[--filter TEXT] [--smoke]\n",
                  what.c_str());
     std::exit(2);
 }
@@ -58,12 +60,16 @@ unsigned long long parse_count(std::string_view flag, const char* text) {
 
 int main(int argc, char** argv) {
     evbus_bench::bench_config config;
+    std::string filter;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--runs") {
             config.runs = static_cast<int>(parse_count(arg, i + 1 < argc ? argv[++i] : nullptr));
         } else if (arg == "--items") {
             config.items_per_producer = parse_count(arg, i + 1 < argc ? argv[++i] : nullptr);
+        } else if (arg == "--filter") {
+            if (i + 1 >= argc) usage_error("--filter needs a substring of case names");
+            filter = argv[++i];
         } else if (arg == "--smoke") {
             config.smoke = true;
         } else {
@@ -95,7 +101,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
 
     try {
-        const auto groups = evbus_bench::queue_groups(config);
+        auto groups = evbus_bench::queue_groups(config);
+        if (!filter.empty()) evbus_bench::keep_cases(groups, filter);
         return evbus_bench::run_groups(groups, config) ? 0 : 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "evbus_bench: %s\n", e.what());
