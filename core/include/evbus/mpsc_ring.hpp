@@ -11,18 +11,21 @@
 //     sequence == pos              the slot is free for the producer that claims `pos`;
 //     sequence == pos + 1          the value of `pos` is published and may be read;
 //     sequence == pos + capacity   the consumer freed it; free for position pos + capacity.
-//   A producer claims `pos` only when it saw `sequence == pos`, so a slot claimed by a
-//   producer that is then preempted cannot be claimed again: the next lap needs
-//   `pos + capacity`, which only the consumer writes, and only after it read this value.
+//   A producer writes into the slot of `pos` only after it saw `sequence == pos`, and only
+//   one producer owns `pos` (claimed by CAS in try_push, by increment in push), so a slot
+//   whose producer is preempted mid-push cannot be taken by another: the next lap needs
+//   `sequence == pos + capacity`, which only the consumer writes, and only after it read
+//   this slot's value.
 // - The consumer reads positions strictly in order and never skips a slot that is claimed
 //   but not yet published. Each producer's claims are increasing (the claim counter only
 //   grows), hence per-producer FIFO holds whatever the scheduler does, also with more
 //   threads than cores.
 //
 // Progress: producers are lock-free with respect to each other (a failed claim means another
-// producer succeeded). The consumer can be held up by one producer preempted between its
-// claim and its publish; it then sees "empty" until that producer runs again (inherent to
-// Vyukov-style bounded queues; the price of keeping order).
+// producer succeeded); push() waits only for the consumer, and only when the ring is full.
+// The consumer can be held up by one producer preempted between its claim and its publish;
+// it then sees "empty" until that producer runs again (inherent to Vyukov-style bounded
+// queues; the price of keeping order).
 //
 // Memory ordering:
 // - Data. A producer constructs the value and then publishes with a release store of the
@@ -30,15 +33,15 @@
 //   it sees the whole value. The consumer destroys the value and frees the slot with a release
 //   store [R2]; the producer's acquire load [A1] pairs with it, so the destructor's writes
 //   happen before the next construction in that slot.
-// - Consumer sleep (Dekker). A producer claims with a seq_cst CAS on tail_ [S1] and, after
+// - Consumer sleep (Dekker). A producer claims with a seq_cst RMW on tail_ [S1] and, after
 //   publishing, reads consumer_sleeping_ with a seq_cst load [S2]. The consumer, before it
 //   blocks, announces itself with a seq_cst exchange on consumer_sleeping_ [S3] and then
 //   reads tail_ with a seq_cst load [S4]. In the single total order of seq_cst operations
 //   either S3 precedes S2, so the producer sees the announcement and wakes the consumer, or
 //   S2 precedes S3, and then S1 < S2 < S3 < S4, so the consumer sees the claim and does not
-//   block. On x86 S2 and S4 are plain loads and S1 is the CAS every push pays anyway, so the
-//   fast path costs nothing extra; only a producer that sees the announcement touches the
-//   futex (exchange + notify_one).
+//   block. On x86 S2 and S4 are plain loads and S1 is the locked RMW every push pays anyway,
+//   so the fast path costs nothing extra; only a producer that sees the announcement touches
+//   the futex (exchange + notify_one).
 // - Producers blocked on a full ring (Dekker through one RMW each). A producer about to
 //   block increments producers_waiting_ (acq_rel RMW [W1]) and only then re-checks its slot.
 //   After freeing a batch, the consumer does an acq_rel RMW on producers_waiting_ [W2]. The
@@ -143,10 +146,11 @@ public:
     /// Thread-safe; producers. Lock-free, O(1) apart from CAS retries under contention, never
     /// allocates.
     [[nodiscard]] bool try_push(T&& v) noexcept {
-        slot* s = claim();
-        if (s == nullptr) return false;
-        ::new (static_cast<void*>(s->storage)) T(std::move(v));
-        publish(*s);
+        std::size_t pos = 0;
+        if (!claim(pos)) return false;
+        slot& s = slot_at(pos);
+        ::new (static_cast<void*>(s.storage)) T(std::move(v));
+        publish(s, pos);
         return true;
     }
 
@@ -157,10 +161,11 @@ public:
     template <class... A>
     [[nodiscard]] bool try_emplace(A&&... args) noexcept(std::is_nothrow_constructible_v<T, A...>) {
         if constexpr (std::is_nothrow_constructible_v<T, A...>) {
-            slot* s = claim();
-            if (s == nullptr) return false;
-            ::new (static_cast<void*>(s->storage)) T(std::forward<A>(args)...);
-            publish(*s);
+            std::size_t pos = 0;
+            if (!claim(pos)) return false;
+            slot& s = slot_at(pos);
+            ::new (static_cast<void*>(s.storage)) T(std::forward<A>(args)...);
+            publish(s, pos);
             return true;
         } else {
             T value(std::forward<A>(args)...);
@@ -168,32 +173,22 @@ public:
         }
     }
 
-    /// Moves `v` into the ring, blocking while it is full: spins, then yields, then sleeps
-    /// until the consumer frees slots. Never returns without having queued `v`, so it waits
-    /// forever if the consumer never runs again.
-    /// Thread-safe; producers. Blocking; never allocates.
+    /// Moves `v` into the ring, blocking while it is full. The position is taken at once
+    /// (one atomic increment, cheaper than try_push's compare-and-swap); if the slot still
+    /// holds last lap's value the caller spins, then yields, then sleeps until the consumer
+    /// frees it. Blocked pushers are therefore served in arrival order and a try_push cannot
+    /// overtake them. Never returns without having queued `v`, so it waits forever if the
+    /// consumer never runs again.
+    /// Thread-safe; producers. Lock-free while the ring has room, else blocking; never
+    /// allocates.
     void push(T&& v) noexcept {
-        for (int i = 0; i < spin_rounds; ++i) {
-            if (try_push(std::move(v))) return;
-            detail::cpu_relax();
-        }
-        for (int i = 0; i < yield_rounds; ++i) {
-            if (try_push(std::move(v))) return;
-            std::this_thread::yield();
-        }
-        for (;;) {
-            // [W1] announce; acq_rel so that reading W2's value synchronises with the
-            // consumer's frees (see "Memory ordering").
-            producers_waiting_.fetch_add(1, std::memory_order_acq_rel);
-            // [W3] pairs with [W4]: an epoch read after a bump sees the frees before it.
-            const std::uint32_t epoch = space_epoch_.load(std::memory_order_acquire);
-            const bool queued = try_push(std::move(v));
-            if (!queued) space_epoch_.wait(epoch, std::memory_order_acquire);
-            // Relaxed: the counter only decides whether the consumer notifies; a stale
-            // (higher) value costs it one spurious notify, never a lost wake-up.
-            producers_waiting_.fetch_sub(1, std::memory_order_relaxed);
-            if (queued) return;
-        }
+        // [S1] seq_cst RMW, like the CAS in claim(): the Dekker pair with [S3]/[S4].
+        const std::size_t pos = tail_.fetch_add(1, std::memory_order_seq_cst);
+        slot& s = slot_at(pos);
+        // [A1] pairs with [R2] in release(): last lap's destruction happens before ours.
+        if (s.sequence.load(std::memory_order_acquire) != pos) wait_until_free(s, pos);
+        ::new (static_cast<void*>(s.storage)) T(std::move(v));
+        publish(s, pos);
     }
 
     /// Moves the oldest value out; nullopt when the ring is empty or the oldest claimed slot
@@ -311,12 +306,12 @@ private:
 
     slot& slot_at(std::size_t pos) noexcept { return slots_[pos & mask_]; }
 
-    // Claims the next position for this producer; nullptr when the ring is full.
-    slot* claim() noexcept {
+    // Claims the next position for this producer into `pos`; false when the ring is full.
+    bool claim(std::size_t& pos) noexcept {
         // Relaxed: only a starting guess; the CAS below validates it.
-        std::size_t pos = tail_.load(std::memory_order_relaxed);
+        pos = tail_.load(std::memory_order_relaxed);
         for (;;) {
-            slot& s = slot_at(pos);
+            const slot& s = slot_at(pos);
             // [A1] pairs with [R2] in release(): the previous value's destruction in this
             // slot happens before our construction.
             const std::size_t seq = s.sequence.load(std::memory_order_acquire);
@@ -326,10 +321,12 @@ private:
                 // wait_for_items(). Relaxed on failure: pos is just reloaded.
                 if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
                                                 std::memory_order_relaxed)) {
-                    return &s;
+                    return true;
                 }
             } else if (lag < 0) {
-                return nullptr;  // the slot still holds (or is being given) last lap's value
+                // The slot still holds (or is being given) last lap's value, or a blocked
+                // push() already owns this position: full either way.
+                return false;
             } else {
                 // Another producer took pos; relaxed for the same reason as above.
                 pos = tail_.load(std::memory_order_relaxed);
@@ -337,10 +334,33 @@ private:
         }
     }
 
-    void publish(slot& s) noexcept {
-        // The position claimed is the sequence we saw, so publishing is sequence + 1.
-        // Relaxed load: we own the slot; nobody else writes its sequence until we publish.
-        const std::size_t pos = s.sequence.load(std::memory_order_relaxed);
+    // push() owns `pos` but its slot still holds last lap's value: wait for the consumer.
+    void wait_until_free(const slot& s, std::size_t pos) noexcept {
+        // [A1] (all loads below) pairs with [R2] in release().
+        for (int i = 0; i < spin_rounds; ++i) {
+            detail::cpu_relax();
+            if (s.sequence.load(std::memory_order_acquire) == pos) return;
+        }
+        for (int i = 0; i < yield_rounds; ++i) {
+            std::this_thread::yield();
+            if (s.sequence.load(std::memory_order_acquire) == pos) return;
+        }
+        for (;;) {
+            // [W1] announce; acq_rel so that reading W2's value synchronises with the
+            // consumer's frees (see "Memory ordering").
+            producers_waiting_.fetch_add(1, std::memory_order_acq_rel);
+            // [W3] pairs with [W4]: an epoch read after a bump sees the frees before it.
+            const std::uint32_t epoch = space_epoch_.load(std::memory_order_acquire);
+            const bool free = s.sequence.load(std::memory_order_acquire) == pos;
+            if (!free) space_epoch_.wait(epoch, std::memory_order_acquire);
+            // Relaxed: the counter only decides whether the consumer notifies; a stale
+            // (higher) value costs it one spurious notify, never a lost wake-up.
+            producers_waiting_.fetch_sub(1, std::memory_order_relaxed);
+            if (free) return;
+        }
+    }
+
+    void publish(slot& s, std::size_t pos) noexcept {
         // [R1] publishes the value; pairs with [A2] in try_pop()/consume().
         s.sequence.store(pos + 1, std::memory_order_release);
         // [S2] seq_cst: the Dekker pair with [S3]/[S4] (see "Memory ordering"). The second

@@ -333,10 +333,11 @@ TEST_CASE("ring: a sleeping consumer wakes on push", "[core][ring]") {
     std::atomic<bool> stop{false};
     std::latch started(1);
     std::optional<int> got;
+    bool waits_said_ready = true;  // Catch assertions are not thread-safe: checked after join
     std::thread consumer([&] {
         started.count_down();
-        while (!got) {
-            REQUIRE(ring.wait_for_items(stop));
+        while (!got && waits_said_ready) {
+            waits_said_ready = ring.wait_for_items(stop);
             got = ring.try_pop();
         }
     });
@@ -344,6 +345,7 @@ TEST_CASE("ring: a sleeping consumer wakes on push", "[core][ring]") {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it block (no assert)
     REQUIRE(ring.try_push(42));
     consumer.join();
+    CHECK(waits_said_ready);
     REQUIRE(got.has_value());
     CHECK(*got == 42);
 }
