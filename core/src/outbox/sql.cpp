@@ -53,7 +53,9 @@ sql_statement& sql_statement::bind(int index, double value) {
 }
 
 sql_statement& sql_statement::bind(int index, std::string_view text) {
-    const int rc = sqlite3_bind_text64(as_stmt(stmt_), index, text.data(), text.size(),
+    // An empty view may have a null data(), which SQLite would bind as NULL, not as ''.
+    const char* data = text.data() != nullptr ? text.data() : "";
+    const int rc = sqlite3_bind_text64(as_stmt(stmt_), index, data, text.size(),
                                        SQLITE_TRANSIENT, SQLITE_UTF8);
     if (rc != SQLITE_OK) fail("bind", rc);
     return *this;
