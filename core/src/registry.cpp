@@ -10,18 +10,21 @@ namespace evbus::detail {
 registry::registry(std::size_t alternatives) : alternatives_(alternatives) {
     auto empty = std::make_shared<dispatch_table>();
     empty->rows.resize(alternatives);
-    table_.store(std::move(empty));
+    table_ = std::move(empty);
 }
 
 void registry::publish(std::shared_ptr<const dispatch_table> table) {
-    table_.store(std::move(table));
+    {
+        const std::lock_guard lock(table_mutex_);
+        table_.swap(table);
+    }  // the old table (in `table`) is released outside the lock
     // [R1] after the table store; pairs with the acquire in version() (cached_table::refresh).
     version_.fetch_add(1, std::memory_order_release);
 }
 
 std::shared_ptr<subscription_state> registry::add(std::unique_ptr<subscription_state> sub) {
     const std::lock_guard lock(mutex_);
-    const auto current = table_.load();
+    const auto current = snapshot();
     for (const auto& owner : current->owners) {
         if (owner->name == sub->name) {
             throw std::invalid_argument("evbus: a subscription named '" + sub->name +
@@ -43,7 +46,7 @@ void registry::remove(subscription_state& sub) noexcept {
     sub.active.store(false);  // seq_cst: see the Dekker argument in the header
     {
         const std::lock_guard lock(mutex_);
-        const auto current = table_.load();
+        const auto current = snapshot();
         try {
             auto next = std::make_shared<dispatch_table>();
             next->rows.resize(alternatives_);

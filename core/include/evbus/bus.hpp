@@ -103,7 +103,8 @@ public:
     emit_report emit(const E& event, metadata meta = {}) {
         using T = std::remove_cvref_t<E>;
         if constexpr (!Set::template contains<T>) {
-            static_assert(detail::event_not_in_set<T, Set>::ok);
+            // The check reports the problem with E's name; nothing else is instantiated.
+            static_cast<void>(detail::event_not_in_set<T, Set>::ok);
             return {};
         } else {
             prepare<T>(event, meta);
@@ -138,7 +139,17 @@ private:
     template <bool Exhaustive, class H>
     subscription subscribe_impl(std::string name, H&& handlers, subscribe_options options) {
         using handler_type = std::remove_cvref_t<H>;
-        static_assert(detail::valid_handler<handler_type, Set, Exhaustive>);
+        if constexpr (!detail::valid_handler<handler_type, Set, Exhaustive>) {
+            return {};  // the failed check reported itself; instantiate nothing more
+        } else {
+            return make_subscription<handler_type>(std::move(name), std::forward<H>(handlers),
+                                                   options);
+        }
+    }
+
+    template <class Handler, class H>
+    subscription make_subscription(std::string name, H&& handlers, subscribe_options options) {
+        using handler_type = Handler;
         if (name.empty()) {
             throw std::invalid_argument("evbus: a subscription needs a non-empty name");
         }

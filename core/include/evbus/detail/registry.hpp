@@ -1,13 +1,15 @@
 // evbus/detail/registry.hpp — the dispatch table: subscriptions per alternative index.
 //
-// The table is immutable once published; subscribe and unsubscribe build a new one under a
-// mutex and publish it atomically (copy-on-write). Dispatching threads take a snapshot (one
-// shared_ptr copy, no allocation) and walk the row of the event's alternative index.
+// The table is immutable once published; subscribe and unsubscribe build a new one and
+// publish it (copy-on-write). Dispatching threads take a snapshot (one shared_ptr copy under
+// a short lock, no allocation) and walk the row of the event's alternative index. Engine
+// workers keep their snapshot and take the lock only when version() changed.
 //
-// Memory ordering: table_ is a std::atomic<std::shared_ptr>, used with seq_cst loads and
-// stores; a snapshot therefore sees fully built rows. version_ is bumped (release, after the
-// store of table_) so engines that cache a snapshot can reload it only when it changed
-// (acquire load in cached_table::refresh pairs with it).
+// Memory ordering: table_ is guarded by table_mutex_ (not std::atomic<std::shared_ptr>:
+// libstdc++ 12 releases that type's internal lock with a relaxed store, which races under
+// the C++ model and ThreadSanitizer reports it). version_ is bumped (release, after the new
+// table is published) so a cached snapshot is reloaded when it changed (the acquire load in
+// version() pairs with it; the reload itself then synchronises through table_mutex_).
 //
 // A subscription's calls are counted in in_flight so that unsubscribing can wait for calls
 // running on other threads. enter() increments in_flight and then reads active; unsubscribe
@@ -67,9 +69,10 @@ public:
     /// Unpublishes and waits for calls running on other threads. Idempotent. Thread-safe.
     void remove(subscription_state& sub) noexcept;
 
-    /// The current table. Thread-safe, lock-free where std::atomic<shared_ptr> is.
+    /// The current table. Thread-safe; one uncontended lock and a reference-count increment.
     [[nodiscard]] std::shared_ptr<const dispatch_table> snapshot() const noexcept {
-        return table_.load();
+        const std::lock_guard lock(table_mutex_);
+        return table_;
     }
     /// Changes whenever the table does. Thread-safe.
     [[nodiscard]] std::uint64_t version() const noexcept {
@@ -81,8 +84,9 @@ private:
     void publish(std::shared_ptr<const dispatch_table> table);
 
     const std::size_t alternatives_;
-    std::mutex mutex_;  // serialises writers; readers never take it
-    std::atomic<std::shared_ptr<const dispatch_table>> table_;
+    std::mutex mutex_;                // serialises writers (add/remove)
+    mutable std::mutex table_mutex_;  // guards table_ only; held for a pointer copy
+    std::shared_ptr<const dispatch_table> table_;
     std::atomic<std::uint64_t> version_{0};
 };
 
