@@ -25,7 +25,9 @@ transfer_result reject(reason why, std::string message) {
     return r;
 }
 
-std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string in_quotes(std::string_view s) {
+    return "'" + std::string(s) + "'";
+}
 
 // Checks that need no database; the first problem found is reported.
 std::optional<transfer_result> check_request(const transfer_request& r) {
@@ -37,9 +39,8 @@ std::optional<transfer_result> check_request(const transfer_request& r) {
         return reject(reason::missing_field, "a wallet id is empty");
     }
     if (r.amount_cents <= 0) {
-        return reject(reason::non_positive_amount,
-                      "the amount must be positive; got " + std::to_string(r.amount_cents) +
-                          " cents");
+        return reject(reason::non_positive_amount, "the amount must be positive; got " +
+                                                       std::to_string(r.amount_cents) + " cents");
     }
     if (r.from_wallet == r.to_wallet) {
         return reject(reason::same_wallet,
@@ -70,14 +71,22 @@ std::int64_t now_ms() {
 
 std::string_view to_string(reason r) noexcept {
     switch (r) {
-        case reason::none: return "none";
-        case reason::missing_field: return "missing_field";
-        case reason::non_positive_amount: return "non_positive_amount";
-        case reason::same_wallet: return "same_wallet";
-        case reason::unknown_wallet: return "unknown_wallet";
-        case reason::not_wallet_owner: return "not_wallet_owner";
-        case reason::insufficient_funds: return "insufficient_funds";
-        case reason::idempotency_key_reused: return "idempotency_key_reused";
+        case reason::none:
+            return "none";
+        case reason::missing_field:
+            return "missing_field";
+        case reason::non_positive_amount:
+            return "non_positive_amount";
+        case reason::same_wallet:
+            return "same_wallet";
+        case reason::unknown_wallet:
+            return "unknown_wallet";
+        case reason::not_wallet_owner:
+            return "not_wallet_owner";
+        case reason::insufficient_funds:
+            return "insufficient_funds";
+        case reason::idempotency_key_reused:
+            return "idempotency_key_reused";
     }
     return "unknown";
 }
@@ -117,7 +126,8 @@ transfer_result transfer_service::transfer(const transfer_request& request) {
                       "no wallet " + in_quotes(request.from_wallet) + " (from)");
     }
     if (!find_wallet(sql, request.to_wallet)) {
-        return reject(reason::unknown_wallet, "no wallet " + in_quotes(request.to_wallet) + " (to)");
+        return reject(reason::unknown_wallet,
+                      "no wallet " + in_quotes(request.to_wallet) + " (to)");
     }
     if (from->user_id != request.user_id) {
         return reject(reason::not_wallet_owner, "wallet " + in_quotes(request.from_wallet) +
@@ -187,7 +197,11 @@ bool transfer_service::open_wallet(std::string_view wallet_id, std::string_view 
         }
         return false;
     }
-    sql.prepare(tables::insert_wallet).bind(1, wallet_id).bind(2, user_id).bind(3, initial_cents).run();
+    sql.prepare(tables::insert_wallet)
+        .bind(1, wallet_id)
+        .bind(2, user_id)
+        .bind(3, initial_cents)
+        .run();
     uow.commit();
     return true;
 }
@@ -197,6 +211,37 @@ std::optional<std::int64_t> transfer_service::balance(std::string_view wallet_id
     const auto w = find_wallet(uow.sql(), wallet_id);
     if (!w) return std::nullopt;
     return w->balance_cents;
+}
+
+std::map<std::string, user_aggregate> transfer_service::totals_by_user() {
+    unit_of_work uow(*store_, evbus::begin_mode::deferred);
+    auto stmt = uow.sql().prepare(tables::totals_by_user);
+    std::map<std::string, user_aggregate> out;
+    while (stmt.step()) {
+        out.emplace(stmt.column_text(0),
+                    user_aggregate{stmt.column_int64(1), stmt.column_int64(2)});
+    }
+    return out;
+}
+
+std::vector<std::string> transfer_service::transfer_ids() {
+    unit_of_work uow(*store_, evbus::begin_mode::deferred);
+    auto stmt = uow.sql().prepare(tables::transfer_ids);
+    std::vector<std::string> out;
+    while (stmt.step()) out.emplace_back(stmt.column_text(0));
+    return out;
+}
+
+std::int64_t transfer_service::money_in_wallets() {
+    unit_of_work uow(*store_, evbus::begin_mode::deferred);
+    auto stmt = uow.sql().prepare(tables::money_in_wallets);
+    return stmt.step() ? stmt.column_int64(0) : 0;
+}
+
+std::int64_t transfer_service::wallet_count() {
+    unit_of_work uow(*store_, evbus::begin_mode::deferred);
+    auto stmt = uow.sql().prepare(tables::wallet_count);
+    return stmt.step() ? stmt.column_int64(0) : 0;
 }
 
 transfer_service wire(evbus::event_store& store) {

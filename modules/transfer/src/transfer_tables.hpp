@@ -37,6 +37,12 @@ inline constexpr std::string_view add_to_balance =
 inline constexpr std::string_view insert_transfer =
     "INSERT INTO transfer_transfers(id, idempotency_key, user_id, from_wallet, to_wallet, "
     "amount_cents, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+inline constexpr std::string_view totals_by_user =
+    "SELECT user_id, sum(amount_cents), count(*) FROM transfer_transfers GROUP BY user_id";
+inline constexpr std::string_view transfer_ids = "SELECT id FROM transfer_transfers";
+inline constexpr std::string_view money_in_wallets =
+    "SELECT coalesce(sum(balance_cents), 0) FROM transfer_wallets";
+inline constexpr std::string_view wallet_count = "SELECT count(*) FROM transfer_wallets";
 inline constexpr std::string_view insert_wallet =
     "INSERT INTO transfer_wallets(id, user_id, balance_cents) VALUES (?1, ?2, ?3)";
 

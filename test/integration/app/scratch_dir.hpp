@@ -11,7 +11,7 @@
 namespace payments_test {
 
 class scratch_dir {
-public:
+  public:
     explicit scratch_dir(const std::string& name) {
         static std::atomic<int> counter{0};
         // relaxed: the counter only makes names unique; nothing is published through it.
@@ -28,9 +28,11 @@ public:
         std::filesystem::remove_all(path_, ignored);
     }
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-    [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
+    [[nodiscard]] std::string file(const std::string& name) const {
+        return (path_ / name).string();
+    }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 

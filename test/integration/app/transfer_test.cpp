@@ -91,8 +91,8 @@ TEST_CASE("transfer: an invalid transfer is rejected with a clear error, no chan
          reason::insufficient_funds, "holds 500 cents; the transfer needs 600"},
         {"unknown from wallet", request("k-nofrom", 10, "w-carol", "w-bob", "carol"),
          reason::unknown_wallet, "no wallet 'w-carol' (from)"},
-        {"unknown to wallet", request("k-noto", 10, "w-alice", "w-nobody"),
-         reason::unknown_wallet, "no wallet 'w-nobody' (to)"},
+        {"unknown to wallet", request("k-noto", 10, "w-alice", "w-nobody"), reason::unknown_wallet,
+         "no wallet 'w-nobody' (to)"},
         {"someone else's wallet", request("k-theft", 10, "w-bob", "w-alice", "alice"),
          reason::not_wallet_owner, "does not belong to user 'alice'"},
         {"empty idempotency key", request("", 10), reason::missing_field, "idempotency key"},
@@ -127,8 +127,7 @@ TEST_CASE("transfer: a repeated idempotency key moves no money twice and appends
         const auto other = b.service.transfer(request("k-1", 301));
         CHECK(other.outcome == status::rejected);
         CHECK(other.why == reason::idempotency_key_reused);
-        CHECK_THAT(other.message, Catch::Contains(first.transfer_id) &&
-                                      Catch::Contains("'k-1'"));
+        CHECK_THAT(other.message, Catch::Contains(first.transfer_id) && Catch::Contains("'k-1'"));
     }
     CHECK(b.service.balance("w-alice") == 9'700);
     CHECK(b.service.balance("w-bob") == 800);
@@ -143,8 +142,7 @@ TEST_CASE("transfer: opening a wallet twice is harmless, with another owner an e
     CHECK(b.service.balance("w-alice") == 10'000);
     CHECK_THROWS_WITH(b.service.open_wallet("w-alice", "mallory", 1),
                       Catch::Contains("belongs to user 'alice', not 'mallory'"));
-    CHECK_THROWS_WITH(b.service.open_wallet("w-x", "x", -1),
-                      Catch::Contains("negative balance"));
+    CHECK_THROWS_WITH(b.service.open_wallet("w-x", "x", -1), Catch::Contains("negative balance"));
     CHECK_FALSE(b.service.balance("w-x").has_value());
 }
 

@@ -20,9 +20,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <evbus/store.hpp>
 
@@ -44,7 +46,7 @@ enum class status : std::uint8_t {
 
 enum class reason : std::uint8_t {
     none,
-    missing_field,           ///< an empty idempotency key, user or wallet id
+    missing_field,  ///< an empty idempotency key, user or wallet id
     non_positive_amount,
     same_wallet,
     unknown_wallet,
@@ -62,11 +64,17 @@ struct transfer_result {
     [[nodiscard]] bool ok() const noexcept { return outcome != status::rejected; }
 };
 
+/// One user's transfers, summed by SQL.
+struct user_aggregate {
+    std::int64_t total_cents = 0;
+    std::int64_t count = 0;
+};
+
 /// The name of a reason, for logs and errors ("insufficient_funds").
 [[nodiscard]] std::string_view to_string(reason r) noexcept;
 
 class transfer_service {
-public:
+  public:
     explicit transfer_service(evbus::event_store& store) noexcept : store_(&store) {}
 
     /// Validates and, when valid, commits the transfer with its event. Throws
@@ -83,7 +91,17 @@ public:
     /// The wallet's balance; nullopt for an unknown wallet. Thread-safe.
     [[nodiscard]] std::optional<std::int64_t> balance(std::string_view wallet_id);
 
-private:
+    /// SQL aggregate over the transfers table: per user, the sum of amounts and the number
+    /// of transfers. Thread-safe.
+    [[nodiscard]] std::map<std::string, user_aggregate> totals_by_user();
+    /// The ids of all recorded transfers. Thread-safe.
+    [[nodiscard]] std::vector<std::string> transfer_ids();
+    /// The sum of all wallet balances (constant under transfers). Thread-safe.
+    [[nodiscard]] std::int64_t money_in_wallets();
+    /// The number of wallets. Thread-safe.
+    [[nodiscard]] std::int64_t wallet_count();
+
+  private:
     evbus::event_store* store_;
 };
 
