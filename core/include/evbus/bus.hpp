@@ -153,6 +153,7 @@ private:
         if (name.empty()) {
             throw std::invalid_argument("evbus: a subscription needs a non-empty name");
         }
+        validate(options);
         auto object = std::make_unique<handler_type>(std::forward<H>(handlers));
         auto state = std::make_unique<detail::subscription_state>(
             std::move(name), options, object.get(),

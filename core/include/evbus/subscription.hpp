@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string_view>
 
@@ -32,6 +33,11 @@ enum class error_policy : std::uint8_t {
     fail_fast,  ///< stop dispatching this event and rethrow to the caller of emit()
 };
 
+/// Decides whether a handler's exception is worth retrying. evbus::permanent_error and
+/// handler_result::fail are never retried, whatever the classifier says. A classifier that
+/// throws counts as "not retryable".
+using retry_classifier = bool (*)(const std::exception_ptr& error);
+
 /// Retry with exponential backoff: delay(n) = min(initial * multiplier^(n-1), max), then
 /// spread by +-jitter (a fraction of the delay). Used by the async and durable paths.
 struct retry_policy {
@@ -40,6 +46,8 @@ struct retry_policy {
     double multiplier = 2.0;
     std::chrono::nanoseconds max_delay = std::chrono::seconds(1);
     double jitter = 0.0;  ///< 0..1
+    /// nullptr: every exception other than evbus::permanent_error is retried.
+    retry_classifier retryable = nullptr;
 };
 
 struct subscribe_options {
@@ -51,6 +59,10 @@ struct subscribe_options {
     /// requeued or discarded.
     bool park_key_on_failure = false;
 };
+
+/// Throws std::invalid_argument naming the first field out of range (max_attempts >= 1,
+/// delays >= 0, multiplier >= 1, jitter in [0, 1], timeout >= 0). bus::subscribe calls it.
+void validate(const subscribe_options& options);
 
 class subscription {
 public:
