@@ -1,0 +1,68 @@
+#include <evbus/latency_histogram.hpp>
+
+#include <bit>
+
+namespace evbus {
+
+std::size_t latency_histogram::bucket_of(std::uint64_t ns) noexcept {
+    if (ns < sub_buckets) return static_cast<std::size_t>(ns);
+    const unsigned e = 63U - static_cast<unsigned>(std::countl_zero(ns));  // >= sub_bucket_bits
+    const unsigned shift = e - sub_bucket_bits;
+    const std::uint64_t sub = (ns >> shift) & (sub_buckets - 1);
+    return sub_buckets + static_cast<std::size_t>(shift) * sub_buckets + static_cast<std::size_t>(sub);
+}
+
+std::uint64_t latency_histogram::bucket_lower(std::size_t b) noexcept {
+    if (b < sub_buckets) return b;
+    const std::size_t shift = (b - sub_buckets) / sub_buckets;
+    const std::uint64_t sub = (b - sub_buckets) % sub_buckets;
+    return (sub_buckets + sub) << shift;
+}
+
+std::uint64_t latency_histogram::bucket_upper(std::size_t b) noexcept {
+    if (b + 1 >= bucket_count) return ~std::uint64_t{0};
+    return bucket_lower(b + 1) - 1;
+}
+
+void latency_histogram::add_to(bucket_counts& out) const noexcept {
+    for (std::size_t i = 0; i < bucket_count; ++i) {
+        out[i] += buckets_[i].load(std::memory_order_relaxed);  // a statistic; see the banner
+    }
+}
+
+latency_summary latency_histogram::summary() const noexcept {
+    bucket_counts counts{};
+    add_to(counts);
+    return summarize(counts, max_ns());
+}
+
+latency_summary latency_histogram::summarize(const bucket_counts& counts,
+                                             std::uint64_t max_ns) noexcept {
+    latency_summary s;
+    for (const auto c : counts) s.count += c;
+    s.max = std::chrono::nanoseconds{static_cast<std::int64_t>(max_ns)};
+    if (s.count == 0) return s;
+    // The q-quantile is the smallest bucket whose cumulative count reaches ceil(q * count),
+    // computed in integers (per mille and per 10,000) to avoid rounding surprises.
+    const auto rank = [&](std::uint64_t num, std::uint64_t den) {
+        const std::uint64_t r = (s.count * num + den - 1) / den;
+        return r == 0 ? std::uint64_t{1} : r;
+    };
+    const std::uint64_t targets[3] = {rank(50, 100), rank(99, 100), rank(999, 1000)};
+    std::chrono::nanoseconds* outs[3] = {&s.p50, &s.p99, &s.p999};
+    std::uint64_t seen = 0;
+    std::size_t next = 0;
+    for (std::size_t b = 0; b < bucket_count && next < 3; ++b) {
+        seen += counts[b];
+        while (next < 3 && seen >= targets[next]) {
+            std::uint64_t v = bucket_upper(b);
+            if (v > max_ns && max_ns >= bucket_lower(b)) v = max_ns;  // tighter in the top bucket
+            *outs[next] = std::chrono::nanoseconds{static_cast<std::int64_t>(
+                v > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX : v)};
+            ++next;
+        }
+    }
+    return s;
+}
+
+}  // namespace evbus
