@@ -1,0 +1,335 @@
+// evbus/detail/engine_runtime.hpp — the non-template half of evbus::engine<Set>.
+//
+// engine_runtime owns what does not depend on the event set: the lifecycle flags, the
+// producer registration that makes stop() race-free with post(), drain tickets, the retry
+// sleep, the watchdog thread, health and metrics. shard_runtime is the untyped part of one
+// shard: its counters, its cached dispatch table with per-subscription statistics, the
+// published "current call" record the watchdog reads, its stop source, and run(), which
+// calls one subscription for one event with timeouts, retries and failure reports. The
+// typed shard (in engine.hpp) adds the ring, the worker thread and parking.
+//
+// Memory ordering:
+// - Producers vs stop (Dekker). A producer increments posting_ and then reads closed_; stop
+//   stores closed_ and then reads posting_; all four are seq_cst, so either the producer
+//   sees closed_ (and backs out) or stop sees the producer (and waits for it to leave).
+// - The call record (a seqlock with one writer, the worker, and no fences, which TSan cannot
+//   check). begin_call() writes the fields with release stores and then publishes an odd
+//   generation (release); end_call() stores the next even one. A reader loads the
+//   generation (acquire, pairs with the publishing store), then the fields with acquire
+//   loads, then the generation again: equal and odd means the fields describe one call
+//   that was running. If a field load saw a later call's write, it synchronises with that
+//   release store, so the end_call() store before it happens before the reload, which
+//   therefore differs. On x86 all of these are plain moves.
+// - Counters are relaxed: statistics, no reader derives an ordering from them. Per-shard
+//   counters other than `accepted` have one writer (the worker), which updates by load +
+//   store rather than a locked RMW.
+// - abort_ is a flag read on the worker's path with acquire (pairs with the release store in
+//   abort()); a stale read only lets one more handler start, which stop() tolerates.
+// - Everything else (drain tickets, stop sources, stats maps, the watchdog) uses mutexes.
+//
+// Thread-safety: each member says who may call it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <evbus/detail/registry.hpp>
+#include <evbus/engine_types.hpp>
+#include <evbus/error_sink.hpp>
+#include <evbus/latency_histogram.hpp>
+#include <evbus/metadata.hpp>
+
+namespace evbus::detail {
+
+/// The engine options that the untyped half needs.
+struct engine_settings {
+    std::size_t shards = 1;
+    std::size_t batch_size = 64;
+    std::chrono::nanoseconds stuck_after{0};        ///< 0: never report a shard as stuck
+    std::chrono::nanoseconds watchdog_interval{0};  ///< 0: no watchdog thread
+    outcome_observer on_outcome;
+    std::uint64_t seed = 0;
+};
+
+/// Adds `n` to a counter that has exactly one writer. Relaxed: a statistic (see the banner);
+/// load + store instead of fetch_add keeps bus-locked instructions off the worker's path.
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+/// Per-(shard, subscription) statistics. One writer: the shard's worker.
+struct subscription_stats {
+    std::atomic<std::uint64_t> handled{0};
+    std::atomic<std::uint64_t> failed{0};
+    std::atomic<std::uint64_t> retried{0};
+    std::atomic<std::uint64_t> dead_lettered{0};
+    std::atomic<std::uint64_t> parked{0};
+    latency_histogram latency;
+};
+
+/// What calling one subscription for one event came to, retries included.
+struct run_result {
+    enum class kind : std::uint8_t {
+        succeeded,
+        failed,       ///< retries ran out or the error was permanent: dead-letter it
+        interrupted,  ///< stop()'s deadline passed while it waited to retry
+        skipped,      ///< the subscription was gone (unsubscribed) before its turn
+    };
+    kind outcome = kind::skipped;
+    std::uint32_t attempts = 0;
+    std::string error;
+    std::chrono::system_clock::time_point first_failure{};
+    std::chrono::system_clock::time_point last_failure{};
+};
+
+/// A drain in progress: how many shards still have to reach its marker. Guarded by the
+/// engine_runtime's drain mutex; lives on the draining thread's stack until every marker
+/// pushed for it was consumed.
+struct drain_ticket {
+    std::size_t remaining = 0;
+};
+
+class engine_runtime;
+
+class shard_runtime {
+public:
+    shard_runtime(engine_runtime& engine, std::size_t index);
+    shard_runtime(const shard_runtime&) = delete;
+    shard_runtime& operator=(const shard_runtime&) = delete;
+    virtual ~shard_runtime();
+
+    [[nodiscard]] std::size_t index() const noexcept { return index_; }
+    [[nodiscard]] engine_runtime& runtime() const noexcept { return engine_; }
+
+    /// Approximate number of queued entries. Thread-safe (racy, see the ring).
+    [[nodiscard]] virtual std::size_t approx_depth() const noexcept = 0;
+
+    /// Marks the calling thread as this shard's worker. Worker only, once, at start.
+    void enter_worker_thread() noexcept;
+
+    /// The dispatch table, reloaded only when the registry changed (then the statistics rows
+    /// are rebuilt, which allocates). Worker only.
+    const dispatch_table& table();
+    /// Statistics aligned with table().rows[index]. Worker only, after table().
+    [[nodiscard]] const std::vector<subscription_stats*>& stats_row(std::size_t index) const {
+        return stats_rows_[index];
+    }
+
+    /// Calls `entry` for one event under its subscription's timeout and retry policy.
+    /// `meta.attempt` is set for every attempt. Every failed attempt goes to the error sink.
+    /// Never throws on behalf of the handler (anything it throws is caught); may throw
+    /// std::bad_alloc while describing a failure. Worker only.
+    run_result run(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
+                   metadata& meta);
+
+    /// Records an event cut off by stop()'s deadline: kept for the stop report and sent to
+    /// the error sink. Worker only.
+    void note_not_run(const metadata& meta, std::string_view subscription);
+    /// The ids noted by note_not_run(). Only after the worker was joined.
+    [[nodiscard]] std::vector<event_id> take_not_run() { return std::move(not_run_ids_); }
+
+    /// Counts one accepted event (or requeued letter). Producers. Lock-free.
+    void note_accepted() noexcept {
+        accepted_.fetch_add(1, std::memory_order_relaxed);  // a statistic; see the banner
+    }
+
+    // Worker-written counters (see shard_metrics); read by metrics().
+    std::atomic<std::uint64_t> handled{0};
+    std::atomic<std::uint64_t> dead_lettered{0};
+    std::atomic<std::uint64_t> parked{0};
+
+private:
+    friend class engine_runtime;
+
+    struct call_snapshot {
+        std::uint64_t generation = 0;
+        std::int64_t started_ns = 0;
+        std::int64_t deadline_ns = 0;
+        const subscription_state* sub = nullptr;
+        event_id id;
+        std::string_view event_name;
+    };
+
+    bool call_once(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
+                   metadata& meta, std::string& error, bool& retryable);
+    void begin_call(const subscription_state& sub, const metadata& meta, std::int64_t start_ns,
+                    std::int64_t deadline_ns) noexcept;
+    void end_call(bool bounded) noexcept;
+    /// The running call, if any, as one consistent snapshot. Any thread.
+    [[nodiscard]] bool read_call(call_snapshot& out) const noexcept;
+    /// The name of `sub` if it is in the current table; call with mutex_ held.
+    [[nodiscard]] std::string name_of(const subscription_state* sub) const;
+    void renew_stop_token();
+    subscription_stats& stats_for(const std::string& name);
+    double next_unit() noexcept;
+
+    engine_runtime& engine_;
+    const std::size_t index_;
+
+    // Guards table_ (written by the worker, read by the watchdog), source_, stats_, and the
+    // end of calls that have a deadline (so the watchdog's stop request cannot hit the next
+    // call).
+    mutable std::mutex mutex_;
+    std::shared_ptr<const dispatch_table> table_;
+    std::stop_source source_;
+    std::map<std::string, std::unique_ptr<subscription_stats>, std::less<>> stats_;
+
+    // Worker only.
+    std::uint64_t version_ = 0;
+    std::vector<std::vector<subscription_stats*>> stats_rows_;
+    std::stop_token token_;
+    std::uint64_t rng_;
+    std::vector<event_id> not_run_ids_;
+
+    // The call record (see "Memory ordering").
+    std::atomic<std::uint64_t> call_generation_{0};
+    std::atomic<std::int64_t> call_started_ns_{0};
+    std::atomic<std::int64_t> call_deadline_ns_{0};
+    std::atomic<const subscription_state*> call_sub_{nullptr};
+    std::atomic<std::uint64_t> call_id_high_{0};
+    std::atomic<std::uint64_t> call_id_low_{0};
+    std::atomic<const char*> call_name_data_{nullptr};
+    std::atomic<std::size_t> call_name_size_{0};
+
+    // Watchdog only: the generation of the last call reported as stuck.
+    std::uint64_t reported_generation_ = 0;
+
+    // Worker-written statistics.
+    std::atomic<std::uint64_t> failed_{0};
+    std::atomic<std::uint64_t> retried_{0};
+    std::atomic<std::uint64_t> not_run_{0};
+    // Producers (many writers).
+    alignas(64) std::atomic<std::uint64_t> accepted_{0};
+};
+
+class engine_runtime {
+public:
+    engine_runtime(const registry& reg, error_sink& errors, engine_settings settings);
+    engine_runtime(const engine_runtime&) = delete;
+    engine_runtime& operator=(const engine_runtime&) = delete;
+    ~engine_runtime();
+
+    [[nodiscard]] const engine_settings& settings() const noexcept { return settings_; }
+    [[nodiscard]] const registry& table_source() const noexcept { return registry_; }
+    [[nodiscard]] error_sink& errors() const noexcept { return errors_; }
+
+    /// Registers the shards (before any worker starts). Not thread-safe; construction only.
+    void attach(std::vector<shard_runtime*> shards);
+    /// Starts the watchdog thread when settings().watchdog_interval > 0. Construction only.
+    void start_watchdog();
+    /// Stops and joins the watchdog. Idempotent. Not concurrently with itself.
+    void stop_watchdog() noexcept;
+
+    // ---- producers --------------------------------------------------------------------
+    /// Registers a producer; false (and nothing registered) once the engine is closed.
+    /// Thread-safe, lock-free.
+    [[nodiscard]] bool enter_post() noexcept;
+    /// Ends a registration made by enter_post(). Thread-safe.
+    void leave_post() noexcept;
+    /// True until close() began. Thread-safe.
+    [[nodiscard]] bool accepting() const noexcept;
+
+    // ---- lifecycle (engine<Set>::stop runs these in order) ------------------------------
+    /// Refuses new producers and waits until the registered ones left or `deadline` passed;
+    /// false on the deadline. Thread-safe; one caller at a time.
+    bool close(std::chrono::steady_clock::time_point deadline);
+    /// Waits, without deadline, until no producer is registered. After close().
+    void wait_producers();
+    /// From now on workers drop what they have not started (noting it as not run), retry
+    /// sleeps end, and every shard's stop source is requested. Thread-safe, idempotent.
+    void abort() noexcept;
+    /// True after abort(). Thread-safe; acquire (pairs with abort()'s release store).
+    [[nodiscard]] bool aborting() const noexcept {
+        return abort_.load(std::memory_order_acquire);
+    }
+    /// Marks the engine stopped and wakes drain() callers waiting for that. Thread-safe.
+    void mark_stopped() noexcept;
+    /// Waits until mark_stopped(). Thread-safe.
+    void wait_stopped();
+
+    // ---- drain tickets ---------------------------------------------------------------
+    /// A shard consumed a drain marker of `ticket`. Worker only.
+    void arrive(drain_ticket& ticket) noexcept;
+    /// Waits until `ticket` has no marker left, or `deadline` passed (false).
+    bool wait_ticket(drain_ticket& ticket, std::chrono::steady_clock::time_point deadline);
+    void wait_ticket(drain_ticket& ticket);
+
+    /// Sleeps `delay` before a retry; false when abort() cut it short. Worker only.
+    bool sleep_for_retry(std::chrono::nanoseconds delay);
+
+    // ---- reporting -------------------------------------------------------------------
+    /// Sends one failure to the error sink. Thread-safe; never throws.
+    void report(const metadata& meta, std::string_view subscription, std::string_view error,
+                std::uint32_t attempt) noexcept;
+    /// Tells the outcome observer, if any, about a final outcome; an exception it throws is
+    /// reported to the error sink. Worker only.
+    void observe(const metadata& meta, std::string_view subscription, delivery_status status,
+                 std::uint32_t attempts, std::string_view error,
+                 std::uint64_t dead_letter_id) noexcept;
+
+    /// Stuck shards (a call running longer than stuck_after). Thread-safe.
+    [[nodiscard]] engine_health health() const;
+    /// Counters of every shard and subscription. Thread-safe; allocates.
+    [[nodiscard]] engine_metrics metrics() const;
+
+    /// True when the calling thread is a worker of this engine. Thread-safe.
+    [[nodiscard]] bool on_worker() const noexcept;
+    /// True when the calling thread is the worker of `shard`. Thread-safe.
+    [[nodiscard]] static bool on_worker_of(const shard_runtime& shard) noexcept;
+
+private:
+    void watchdog_loop();
+    void watch_once();
+
+    const registry& registry_;
+    error_sink& errors_;
+    const engine_settings settings_;
+    std::vector<shard_runtime*> shards_;
+
+    std::atomic<bool> closed_{false};
+    std::atomic<bool> abort_{false};
+    std::atomic<std::uint32_t> posting_{0};
+
+    // Guards drain tickets and stopped_; its condition variable also signals "producers
+    // gone" to close().
+    std::mutex drain_mutex_;
+    std::condition_variable drain_cv_;
+    bool stopped_ = false;
+
+    std::mutex retry_mutex_;
+    std::condition_variable retry_cv_;
+
+    std::mutex watch_mutex_;
+    std::condition_variable watch_cv_;
+    bool watch_stop_ = false;
+    std::thread watchdog_;
+};
+
+/// RAII producer registration (engine_runtime::enter_post / leave_post).
+class post_guard {
+public:
+    explicit post_guard(engine_runtime& rt) noexcept : rt_(rt), entered_(rt.enter_post()) {}
+    post_guard(const post_guard&) = delete;
+    post_guard& operator=(const post_guard&) = delete;
+    ~post_guard() {
+        if (entered_) rt_.leave_post();
+    }
+    [[nodiscard]] bool entered() const noexcept { return entered_; }
+
+private:
+    engine_runtime& rt_;
+    bool entered_;
+};
+
+}  // namespace evbus::detail
