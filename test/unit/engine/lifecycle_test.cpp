@@ -1,0 +1,215 @@
+#include <evbus/engine.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "engine_test_support.hpp"
+
+using namespace engine_test;
+using namespace std::chrono_literals;
+
+TEST_CASE("shutdown: 300 buffered events, then drain: all 300 are handled",
+          "[engine][lifecycle]") {
+    test_bus bus;
+    gate stall;
+    std::atomic<bool> gave_up{false};
+    std::atomic<int> handled{0};
+    auto sub = bus.subscribe("counter", [&](const step& s) {
+        if (s.n == 0 && !stall.wait()) gave_up = true;
+        ++handled;
+    });
+    test_engine engine(bus, {.shards = 2, .ring_capacity = 512});
+    for (int n = 0; n < 300; ++n) engine.post(step{"key-" + std::to_string(n % 7), n});
+    CHECK(handled < 300);  // the stalled shard holds its events in the ring
+    stall.open();
+    engine.drain();
+    CHECK_FALSE(gave_up);
+    CHECK(handled == 300);
+    const auto m = engine.metrics();
+    std::uint64_t accepted = 0;
+    std::uint64_t done = 0;
+    for (const auto& s : m.shards) {
+        accepted += s.accepted;
+        done += s.handled;
+        CHECK(s.queue_depth == 0);
+    }
+    CHECK(accepted == 300);
+    CHECK(done == 300);
+}
+
+TEST_CASE("shutdown: stop racing post and drain, 15 runs: no crash, nothing lost silently",
+          "[engine][lifecycle][race]") {
+    for (int run = 0; run < 15; ++run) {
+        INFO("run " << run);
+        test_bus bus;
+        std::atomic<std::uint64_t> handled{0};
+        auto sub = bus.subscribe("counter", [&](const step&) { ++handled; });
+        auto engine = std::make_unique<test_engine>(
+            bus, evbus::engine_options<events>{.shards = 2, .ring_capacity = 64});
+
+        std::atomic<std::uint64_t> accepted{0};
+        std::atomic<std::uint64_t> refused{0};
+        std::atomic<bool> other_error{false};
+        std::vector<std::thread> threads;
+        for (int p = 0; p < 2; ++p) {
+            threads.emplace_back([&, p] {
+                for (int n = 0;; ++n) {
+                    try {
+                        engine->post(step{"p" + std::to_string(p) + "-" + std::to_string(n % 5),
+                                          n});
+                        ++accepted;
+                    } catch (const std::system_error& e) {
+                        if (e.code() == evbus::engine_errc::closed) {
+                            ++refused;
+                        } else {
+                            other_error = true;
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+        std::atomic<bool> stopped{false};
+        threads.emplace_back([&] {
+            while (!stopped) engine->drain();
+        });
+        REQUIRE(wait_until([&] { return accepted.load() >= static_cast<std::uint64_t>(50 + 20 * run); }));
+        const evbus::stop_report report = engine->stop(std::chrono::steady_clock::now() + 30s);
+        stopped = true;
+        for (auto& t : threads) t.join();
+
+        CHECK_FALSE(other_error);
+        CHECK(refused == 2);
+        CHECK(report.drained);
+        CHECK(report.complete());
+        CHECK(handled == accepted);
+        CHECK_FALSE(engine->health().accepting);
+        engine.reset();  // the destructor after stop() is a no-op
+    }
+}
+
+TEST_CASE("lifecycle: a post after stop gets a clear 'closed' error", "[engine][lifecycle]") {
+    test_bus bus;
+    auto sub = bus.subscribe("any", [](const step&) {});
+    test_engine engine(bus, {.shards = 1});
+    engine.post(step{"k", 1});
+    const auto report = engine.stop();
+    CHECK(report.complete());
+    CHECK(engine.try_post(step{"k", 2}) == evbus::engine_errc::closed);
+    try {
+        engine.post(step{"k", 3});
+        FAIL("post after stop() did not throw");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == evbus::engine_errc::closed);
+        CHECK_THAT(e.what(), Catch::Contains("stop()"));
+    }
+    engine.drain();  // returns at once: nothing can be pending
+    const auto again = engine.stop();
+    CHECK(again.complete());
+}
+
+TEST_CASE("lifecycle: when stop's deadline passes, what did not run is reported, not dropped",
+          "[engine][lifecycle]") {
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    test_bus bus({sink});
+    std::atomic<bool> started{false};
+    std::atomic<bool> saw_stop{false};
+    std::atomic<int> handled{0};
+    auto sub = bus.subscribe("slow", [&](const step& s, evbus::handler_context& ctx) {
+        if (s.n == 0) {
+            started = true;
+            // Cooperative: returns once stop() requests it.
+            const auto give_up = std::chrono::steady_clock::now() + patience;
+            while (!ctx.stop_token().stop_requested() &&
+                   std::chrono::steady_clock::now() < give_up) {
+                std::this_thread::sleep_for(1ms);
+            }
+            saw_stop = ctx.stop_token().stop_requested();
+        }
+        ++handled;
+    });
+    test_engine engine(bus, {.shards = 1});
+    std::vector<evbus::event_id> ids;
+    for (int n = 0; n < 10; ++n) {
+        evbus::metadata m = evbus::metadata::with_key("k");
+        m.id = evbus::event_id::generate();
+        ids.push_back(m.id);
+        engine.post(step{"k", n}, m);
+    }
+    REQUIRE(wait_until([&] { return started.load(); }));
+    const evbus::stop_report report = engine.stop(std::chrono::steady_clock::now());
+    CHECK(saw_stop);
+    CHECK(handled == 1);
+    CHECK_FALSE(report.drained);
+    CHECK(report.not_run == std::vector<evbus::event_id>(ids.begin() + 1, ids.end()));
+    std::size_t not_run_records = 0;
+    for (const auto& r : sink->records()) {
+        if (r.error.find("not run") != std::string::npos) ++not_run_records;
+    }
+    CHECK(not_run_records == 9);
+    CHECK(engine.metrics().shards[0].not_run == 9);
+}
+
+TEST_CASE("lifecycle: events still parked at stop are reported", "[engine][lifecycle]") {
+    test_bus bus;
+    evbus::subscribe_options parking;
+    parking.park_key_on_failure = true;
+    auto sub = bus.subscribe(
+        "parker",
+        [](const step& s) {
+            if (s.n == 1) throw std::runtime_error("head fails");
+        },
+        parking);
+    test_engine engine(bus, {.shards = 1});
+    std::vector<evbus::event_id> waiting;
+    for (int n = 1; n <= 3; ++n) {
+        evbus::metadata m = evbus::metadata::with_key("A");
+        m.id = evbus::event_id::generate();
+        if (n > 1) waiting.push_back(m.id);
+        engine.post(step{"A", n}, m);
+    }
+    const auto report = engine.stop();
+    CHECK(report.drained);
+    CHECK(report.not_run.empty());
+    CHECK(report.parked == waiting);
+    CHECK_FALSE(report.complete());
+}
+
+TEST_CASE("lifecycle: the destructor drains what was accepted", "[engine][lifecycle]") {
+    test_bus bus;
+    std::atomic<int> handled{0};
+    auto sub = bus.subscribe("counter", [&](const ping&) { ++handled; });
+    {
+        test_engine engine(bus, {.shards = 2});
+        for (int n = 0; n < 100; ++n) engine.post(ping{n});
+    }
+    CHECK(handled == 100);
+}
+
+TEST_CASE("lifecycle: drain() on an idle engine and from several threads returns",
+          "[engine][lifecycle]") {
+    test_bus bus;
+    std::atomic<int> handled{0};
+    auto sub = bus.subscribe("counter", [&](const ping&) { ++handled; });
+    test_engine engine(bus, {.shards = 3});
+    engine.drain();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t) {
+        threads.emplace_back([&] {
+            for (int n = 0; n < 50; ++n) engine.post(ping{n});
+            engine.drain();
+        });
+    }
+    for (auto& t : threads) t.join();
+    engine.drain();
+    CHECK(handled == 150);
+}

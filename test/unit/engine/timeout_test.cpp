@@ -1,0 +1,129 @@
+#include <evbus/engine.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "engine_test_support.hpp"
+
+using namespace engine_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Blocks until the call's stop token is requested (the watchdog does it once the deadline
+// passed), bounded by `patience`; returns whether it was requested.
+bool wait_for_stop(const evbus::handler_context& ctx) {
+    const auto give_up = std::chrono::steady_clock::now() + patience;
+    while (!ctx.stop_token().stop_requested()) {
+        if (std::chrono::steady_clock::now() > give_up) return false;
+        std::this_thread::sleep_for(1ms);
+    }
+    return true;
+}
+
+std::size_t records_containing(const evbus::dead_letter_list& sink, const std::string& text) {
+    std::size_t n = 0;
+    for (const auto& r : sink.records()) {
+        if (r.error.find(text) != std::string::npos) ++n;
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("timeout: an overrun is a failure, reported with event id and subscription, and "
+          "retried",
+          "[engine][timeout]") {
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    test_bus bus({sink});
+    std::atomic<int> calls{0};
+    std::atomic<bool> stop_seen{false};
+    std::atomic<bool> deadline_set{false};
+    evbus::subscribe_options o;
+    o.timeout = 20ms;
+    o.retry.max_attempts = 2;
+    o.retry.initial_delay = 1ms;
+    auto sub = bus.subscribe(
+        "budgeted",
+        [&](const step&, evbus::handler_context& ctx) {
+            deadline_set = ctx.deadline() != evbus::handler_context::clock::time_point::max();
+            if (++calls == 1 && wait_for_stop(ctx)) stop_seen = true;  // overruns once
+        },
+        o);
+    test_engine engine(bus, {.shards = 1, .watchdog_interval = 2ms});
+    evbus::metadata m = evbus::metadata::with_key("k");
+    m.id = evbus::event_id::generate();
+    const auto report = engine.post_and_wait(step{"k", 1}, m);
+
+    CHECK(deadline_set);
+    CHECK(stop_seen);
+    CHECK(calls == 2);
+    REQUIRE(report.outcomes.size() == 1);
+    CHECK(report.outcomes[0].status == evbus::delivery_status::succeeded);
+    CHECK(report.outcomes[0].attempts == 2);
+    const auto records = sink->records();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].event == m.id);
+    CHECK(records[0].subscription == "budgeted");
+    CHECK(records[0].attempt == 1);
+    CHECK_THAT(records[0].error, Catch::Contains("timeout") && Catch::Contains("budget is 20 ms"));
+}
+
+TEST_CASE("timeout: a handler that always overruns ends in the dead letters",
+          "[engine][timeout]") {
+    test_bus bus;
+    evbus::subscribe_options o;
+    o.timeout = 5ms;
+    o.retry.max_attempts = 2;
+    o.retry.initial_delay = 1ms;
+    auto sub = bus.subscribe(
+        "too-slow", [](const step&, evbus::handler_context& ctx) { (void)wait_for_stop(ctx); },
+        o);
+    test_engine engine(bus, {.shards = 1, .watchdog_interval = 2ms});
+    engine.post(step{"k", 1});
+    engine.drain();
+    const auto letters = engine.dead_letters().list();
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].attempts == 2);
+    CHECK_THAT(letters[0].last_error, Catch::Contains("timeout"));
+}
+
+TEST_CASE("watchdog: health() reports a shard stuck past the hard limit", "[engine][watchdog]") {
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    test_bus bus({sink});
+    gate release;
+    std::atomic<bool> gave_up{false};
+    auto sub = bus.subscribe("stuck", [&](const step&) {
+        if (!release.wait()) gave_up = true;
+    });
+    test_engine engine(bus, {.shards = 2, .stuck_after = 30ms, .watchdog_interval = 5ms});
+    evbus::metadata m = evbus::metadata::with_key("k");
+    m.id = evbus::event_id::generate();
+    engine.post(step{"k", 1}, m);
+
+    evbus::engine_health h;
+    REQUIRE(wait_until([&] {
+        h = engine.health();
+        return !h.stuck.empty();
+    }));
+    CHECK_FALSE(h.healthy());
+    REQUIRE(h.stuck.size() == 1);
+    CHECK(h.stuck[0].shard == engine.shard_of(m));
+    CHECK(h.stuck[0].event == m.id);
+    CHECK(h.stuck[0].event_name == "test.step");
+    CHECK(h.stuck[0].subscription == "stuck");
+    CHECK(h.stuck[0].running_for >= 30ms);
+    // The watchdog also told the error sink, once per stuck call.
+    REQUIRE(wait_until([&] { return records_containing(*sink, "is stuck") == 1; }));
+
+    release.open();
+    REQUIRE(wait_until([&] { return engine.health().healthy(); }));
+    engine.drain();
+    CHECK_FALSE(gave_up);
+    CHECK(records_containing(*sink, "is stuck") == 1);
+}
