@@ -3,11 +3,30 @@
 
 #include <algorithm>
 #include <cstdio>
+
+#include <pthread.h>
+#include <sched.h>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace evbus_bench {
+
+bool pin_thread(placement p, bool consumer) {
+    if (p == placement::scheduler) return false;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(p == placement::split && consumer ? 1 : 0, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+
+void unpin_thread() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    const unsigned n = std::max(1U, std::thread::hardware_concurrency());
+    for (unsigned c = 0; c < n && c < CPU_SETSIZE; ++c) CPU_SET(c, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
 
 spread summarize(std::vector<double> values) {
     spread s;
@@ -87,11 +106,14 @@ void keep_cases(std::vector<bench_group>& groups, const std::string& text) {
     });
 }
 
-bool run_groups(const std::vector<bench_group>& groups, const bench_config& config) {
+bool run_groups(const std::vector<bench_group>& groups, const bench_config& config,
+                std::vector<double>& subject_medians) {
     bool ok = true;
     // Warm-up: one short run of every case (caches, page faults, thread start), not recorded.
     bench_config warm = config;
     warm.items_per_producer = std::max<std::uint64_t>(1000, config.items_per_producer / 10);
+    warm.pipeline_items_per_producer =
+        std::max<std::uint64_t>(1000, config.pipeline_items_per_producer / 10);
     for (const bench_group& g : groups) {
         for (std::size_t c = 0; c < g.cases.size(); ++c) {
             ok = check_run(g, c, g.cases[c].run_once(warm)) && ok;
@@ -117,8 +139,10 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
             }
         }
     }
+    subject_medians.clear();
     for (std::size_t g = 0; g < groups.size(); ++g) {
         print_group(groups[g], rates[g], reorders[g], config.runs);
+        subject_medians.push_back(summarize(rates[g][0]).median);
     }
     return ok;
 }

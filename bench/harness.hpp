@@ -34,12 +34,21 @@ struct payload64 {
 };
 static_assert(sizeof(payload64) == 64);
 
+/// Where the ring-only cases run their threads. The scheduler's choice matters a lot on a
+/// 2-core machine: a producer and a consumer time-sharing one core exchange no cache lines,
+/// on two cores every event crosses between them.
+enum class placement { scheduler, split, shared };
+
 /// Settings shared by all cases of one invocation.
 struct bench_config {
     int runs = 7;                             ///< measured runs per case (>= 5 for the report)
-    std::uint64_t items_per_producer = 4'000'000;  ///< throughput cases
+    std::uint64_t items_per_producer = 4'000'000;  ///< ring-only throughput cases
+    std::uint64_t pipeline_items_per_producer = 1'000'000;  ///< full-pipeline cases
     std::size_t batch = 256;                  ///< max events per bulk dequeue / consume
-    bool smoke = false;                       ///< tiny sizes: keeps the benchmark compiling and running
+    bool smoke = false;  ///< tiny sizes: keeps the benchmark compiling and running
+    /// Ring-only cases: split pins producers to CPU 0 and the consumer to CPU 1; shared pins
+    /// all to CPU 0; scheduler pins nothing (the default, and what the report is about).
+    placement pin = placement::scheduler;
 };
 
 /// What the consumer of a throughput case saw; a run is valid only if nothing is missing.
@@ -110,6 +119,12 @@ private:
     std::uint64_t checksum_ = 0;
 };
 
+/// Pins the calling thread to its CPU under `p` (see bench_config::pin); true if it did.
+/// No-op (false) for placement::scheduler.
+bool pin_thread(placement p, bool consumer);
+/// Lets the calling thread run on every CPU again.
+void unpin_thread();
+
 /// Fills the payload a producer sends.
 inline payload64 make_payload(std::uint64_t producer, std::uint64_t seq) noexcept {
     payload64 p;
@@ -128,11 +143,23 @@ inline double seconds_between(bench_clock::time_point a, bench_clock::time_point
 /// Keeps each group's subject and the cases whose name contains `text`; drops empty groups.
 void keep_cases(std::vector<bench_group>& groups, const std::string& text);
 
-/// Runs the groups interleaved and prints the throughput table and the ratios.
-/// Returns false if any run lost events.
-bool run_groups(const std::vector<bench_group>& groups, const bench_config& config);
+/// Runs the groups interleaved and prints the throughput table and the ratios. Fills
+/// `subject_medians` with each group's subject median (events/s), in group order.
+/// Returns false if any run lost events (or the subject reordered them).
+bool run_groups(const std::vector<bench_group>& groups, const bench_config& config,
+                std::vector<double>& subject_medians);
 
 /// The ring-only groups: evbus::mpsc_ring against the baseline queues, P producers -> 1.
 std::vector<bench_group> queue_groups(const bench_config& config);
+
+/// moodycamel with tokens and bulk dequeue alone, P producers -> 1 consumer: the hand-off
+/// baseline the full pipeline is compared with.
+bench_case moodycamel_handoff_case(std::size_t producers);
+
+/// The full-pipeline groups through evbus::engine: producers x shards = 1x1, 2x1, 1x2, 2x2.
+std::vector<bench_group> pipeline_groups(const bench_config& config);
+
+/// Ring memory per shard, latency at half of `peak_per_s`, idle CPU and resident memory.
+void pipeline_reports(const bench_config& config, double peak_per_s);
 
 }  // namespace evbus_bench

@@ -1,6 +1,13 @@
 // bench/main.cpp — evbus_bench: shard-throughput benchmark with in-process baselines.
 //
-//     evbus_bench [--runs N] [--items N] [--filter TEXT] [--smoke]
+//     evbus_bench [--runs N] [--items N] [--pipeline-items N] [--pin WHERE] [--filter TEXT]
+//                 [--smoke]
+//
+// --pin places the ring-only cases' threads: split = producers on CPU 0, consumer on CPU 1;
+// shared = all on CPU 0; scheduler (default) = no pinning.
+// --items and --pipeline-items set the events per producer of the ring-only and the
+// full-pipeline cases. The reports after the tables (latency, idle CPU, memory) run only
+// without --filter.
 //
 // --filter keeps the cases whose name contains TEXT (and each group's subject, evbus).
 //
@@ -40,8 +47,9 @@ std::string cpu_model() {
 
 [[noreturn]] void usage_error(const std::string& what) {
     std::fprintf(stderr,
-                 "evbus_bench: %s\nusage: evbus_bench [--runs N (>= 1)] [--items N (per producer)] "
-                 "[--filter TEXT] [--smoke]\n",
+                 "evbus_bench: %s\nusage: evbus_bench [--runs N (>= 1)] [--items N] "
+                 "[--pipeline-items N] [--pin scheduler|split|shared] [--filter TEXT] "
+                 "[--smoke]\n",
                  what.c_str());
     std::exit(2);
 }
@@ -67,6 +75,19 @@ int main(int argc, char** argv) {
             config.runs = static_cast<int>(parse_count(arg, i + 1 < argc ? argv[++i] : nullptr));
         } else if (arg == "--items") {
             config.items_per_producer = parse_count(arg, i + 1 < argc ? argv[++i] : nullptr);
+        } else if (arg == "--pipeline-items") {
+            config.pipeline_items_per_producer =
+                parse_count(arg, i + 1 < argc ? argv[++i] : nullptr);
+        } else if (arg == "--pin") {
+            const std::string_view v = i + 1 < argc ? argv[++i] : "";
+            if (v == "split") {
+                config.pin = evbus_bench::placement::split;
+            } else if (v == "shared") {
+                config.pin = evbus_bench::placement::shared;
+            } else if (v != "scheduler") {
+                usage_error("--pin takes scheduler, split or shared, got '" + std::string(v) +
+                            "'");
+            }
         } else if (arg == "--filter") {
             if (i + 1 >= argc) usage_error("--filter needs a substring of case names");
             filter = argv[++i];
@@ -79,6 +100,7 @@ int main(int argc, char** argv) {
     if (config.smoke) {
         config.runs = 1;
         config.items_per_producer = 20'000;
+        config.pipeline_items_per_producer = 20'000;
     }
 
     const unsigned cores = std::thread::hardware_concurrency();
@@ -90,9 +112,16 @@ int main(int argc, char** argv) {
                            : "");
     std::printf("compiler:   g++ %s\n", __VERSION__);
     std::printf("flags:      %s\n", EVBUS_BENCH_FLAGS);
-    std::printf("runs:       %d per case%s, %llu events per producer\n", config.runs,
-                config.smoke ? " (smoke run: numbers are meaningless)" : "",
-                static_cast<unsigned long long>(config.items_per_producer));
+    std::printf("runs:       %d per case%s, %llu events per producer (ring only), %llu "
+                "(pipeline)\n",
+                config.runs, config.smoke ? " (smoke run: numbers are meaningless)" : "",
+                static_cast<unsigned long long>(config.items_per_producer),
+                static_cast<unsigned long long>(config.pipeline_items_per_producer));
+    std::printf("placement:  %s (ring-only cases)\n",
+                config.pin == evbus_bench::placement::split    ? "split: producers on CPU 0, "
+                                                                  "consumer on CPU 1"
+                : config.pin == evbus_bench::placement::shared ? "shared: every thread on CPU 0"
+                                                               : "scheduler's choice (unpinned)");
     std::printf("ring:       capacity %zu, slot %zu bytes, memory per ring %zu bytes\n",
                 evbus_bench::queue_capacity,
                 evbus::mpsc_ring<evbus_bench::payload64>::slot_bytes(),
@@ -102,8 +131,16 @@ int main(int argc, char** argv) {
 
     try {
         auto groups = evbus_bench::queue_groups(config);
+        const std::size_t ring_groups = groups.size();
+        for (auto& g : evbus_bench::pipeline_groups(config)) groups.push_back(std::move(g));
         if (!filter.empty()) evbus_bench::keep_cases(groups, filter);
-        return evbus_bench::run_groups(groups, config) ? 0 : 1;
+        std::vector<double> medians;
+        const bool ok = evbus_bench::run_groups(groups, config, medians);
+        if (filter.empty() && medians.size() > ring_groups) {
+            // The first pipeline group is 1 producer x 1 shard: its median is the peak.
+            evbus_bench::pipeline_reports(config, medians[ring_groups]);
+        }
+        return ok ? 0 : 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "evbus_bench: %s\n", e.what());
         return 1;

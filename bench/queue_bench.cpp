@@ -238,13 +238,15 @@ run_result run_queue(std::size_t producers, const bench_config& config) {
     std::vector<std::thread> threads;
     threads.reserve(producers);
     for (std::size_t p = 0; p < producers; ++p) {
-        threads.emplace_back([&queue, &start, p, items] {
+        threads.emplace_back([&queue, &start, &config, p, items] {
+            pin_thread(config.pin, false);
             auto handle = queue->make_producer();
             start.arrive_and_wait();
             for (std::uint64_t i = 0; i < items; ++i) queue->push(handle, make_payload(p, i));
         });
     }
     order_check check(producers);
+    const bool pinned = pin_thread(config.pin, true);
     auto handle = queue->make_consumer();
     start.arrive_and_wait();
     const auto t0 = bench_clock::now();
@@ -257,6 +259,7 @@ run_result run_queue(std::size_t producers, const bench_config& config) {
     }
     const auto t1 = bench_clock::now();
     for (auto& t : threads) t.join();
+    if (pinned) unpin_thread();
     return run_result{static_cast<double>(total) / seconds_between(t0, t1), total, received,
                       check.violations()};
 }
@@ -279,6 +282,13 @@ bench_group make_group(std::string title, std::size_t producers) {
 }
 
 }  // namespace
+
+bench_case moodycamel_handoff_case(std::size_t producers) {
+    return bench_case{"moodycamel hand-off alone (" + std::to_string(producers) + "P->1C)",
+                      [producers](const bench_config& c) {
+                          return run_queue<moodycamel_adapter>(producers, c);
+                      }};
+}
 
 std::vector<bench_group> queue_groups(const bench_config&) {
     return {make_group("ring only, 1 producer -> 1 consumer", 1),
