@@ -18,7 +18,6 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
-#include <set>
 #include <unordered_map>
 #include <utility>
 
@@ -549,15 +548,20 @@ void sqlite_store::complete(std::span<const delivery_ref> deliveries) {
     if (deliveries.empty()) return;
     lease c(*impl_);
     write_scope tx(*c);
-    std::set<std::int64_t> positions;
+    std::int64_t low = INT64_MAX;
+    std::int64_t high = 0;
     {
         auto del = c->stmt(sql_delete_delivery);
         for (const delivery_ref& d : deliveries) {
             del->bind(1, d.position).bind(2, d.subscription).run();
-            positions.insert(d.position);
+            low = std::min(low, d.position);
+            high = std::max(high, d.position);
         }
     }
-    for (const std::int64_t p : positions) impl_->finish(*c, p - 1, p);
+    // One range statement instead of one per event: a batch's positions are nearly
+    // contiguous, and finishing an event that was not in the batch but is finished anyway
+    // is correct too.
+    impl_->finish(*c, low - 1, high);
     tx.commit();
 }
 
