@@ -45,15 +45,32 @@ std::string per_second(std::uint64_t n, double seconds) {
            "/s";
 }
 
+// Users do not outrun delivery by more than this many events: a client waits while the
+// outbox holds more committed events the dispatcher has not taken. Without it the clients,
+// which only ever write, keep SQLite's write lock busy and the dispatcher, which waits for
+// that lock in SQLite's sleeping busy handler, falls ever further behind.
+constexpr std::uint64_t max_outstanding_events = 768;
+
+void wait_for_delivery(application& app) {
+    for (;;) {
+        const std::uint64_t claimed = app.delivery().stats().claimed;
+        if (app.events_appended() <= claimed + max_outstanding_events) return;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+}
+
 // Sends transfers of the plan until none is left. Invalid transfers are counted, not retried;
-// a database error is retried a few times (the idempotency key makes that safe), then recorded.
+// a database error (busy past the store's timeout on a loaded machine) is retried, which the
+// idempotency key makes safe, and recorded when it persists.
 void client_loop(application& app, const run_plan& plan, const run_options& o,
                  client_counts& counts, std::ostream& err) {
+    constexpr int max_attempts = 20;
     for (;;) {
         // relaxed: the counter hands out distinct indices; results are read after join().
         const std::uint64_t i = counts.next.fetch_add(1, std::memory_order_relaxed);
         if (i >= plan.transfers) return;
         const auto request = plan.request(i);
+        wait_for_delivery(app);
         for (int attempt = 1;; ++attempt) {
             try {
                 const auto r = app.transfers().transfer(request);
@@ -76,13 +93,14 @@ void client_loop(application& app, const run_plan& plan, const run_options& o,
                 break;
             } catch (const evbus::store_error& e) {
                 counts.store_errors.fetch_add(1, std::memory_order_relaxed);
-                if (attempt == 3) {
+                if (attempt == max_attempts) {
                     const std::lock_guard lock(counts.mutex);
                     if (counts.first_error.empty()) {
                         counts.first_error = request.idempotency_key + ": " + e.what();
                     }
                     break;
                 }
+                std::this_thread::sleep_for(std::chrono::milliseconds(10 * attempt));
             }
         }
     }
