@@ -1,6 +1,5 @@
 #include "application.hpp"
 
-#include <algorithm>
 #include <system_error>
 #include <utility>
 
@@ -36,27 +35,11 @@ auto or_startup_error(const std::filesystem::path& db, F&& step) {
 
 void latency_probe::record(std::chrono::nanoseconds d) {
     const std::lock_guard lock(mutex_);
-    samples_.push_back(d);
+    histogram_.record(d);
 }
 
-latency_probe::summary latency_probe::summarize() const {
-    std::vector<std::chrono::nanoseconds> s;
-    {
-        const std::lock_guard lock(mutex_);
-        s = samples_;
-    }
-    summary out;
-    out.count = s.size();
-    if (s.empty()) return out;
-    std::sort(s.begin(), s.end());
-    const auto at = [&](double q) {
-        const auto i = static_cast<std::size_t>(q * static_cast<double>(s.size() - 1) + 0.5);
-        return s[std::min(i, s.size() - 1)];
-    };
-    out.p50 = at(0.50);
-    out.p99 = at(0.99);
-    out.max = s.back();
-    return out;
+evbus::latency_summary latency_probe::summarize() const {
+    return histogram_.summary();
 }
 
 // ---- receipt_file ----------------------------------------------------------------------------

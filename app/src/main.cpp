@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     std::uint64_t crash_after = 0;
     auto* run_cmd = cli.add_subcommand("run", "run transfers and print the report (the default)");
     run_cmd->add_option("--transfers,-n", run.transfers, "transfers to make")
-        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100'000'000}))
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{10'000'000}))
         ->capture_default_str();
     run_cmd->add_option("--users,-u", run.users, "simulated users, one wallet each")
         ->check(CLI::Range(std::uint32_t{2}, std::uint32_t{1'000'000}))

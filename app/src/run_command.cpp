@@ -34,6 +34,11 @@ struct client_counts {
     std::string first_error;
 };
 
+// Every failed attempt but the last of a dead-lettered delivery was followed by a retry.
+std::uint64_t retries(const evbus::dispatcher_stats& d) {
+    return d.failed > d.dead_lettered ? d.failed - d.dead_lettered : 0;
+}
+
 std::string millis(std::chrono::nanoseconds d) {
     std::ostringstream s;
     s << std::fixed << std::setprecision(2) << static_cast<double>(d.count()) / 1e6 << " ms";
@@ -120,16 +125,14 @@ nlohmann::json snapshot(application& app, const run_plan& plan, const client_cou
                       {"rejected", counts.rejected.load(std::memory_order_relaxed)},
                       {"store_errors", counts.store_errors.load(std::memory_order_relaxed)}};
     j["events_appended"] = app.events_appended();
-    j["dispatcher"] = {{"claimed", d.claimed},
-                       {"rejected", d.rejected},
-                       {"delivered", d.delivered},
-                       {"failed", d.failed},
-                       {"retried", d.failed - d.dead_lettered},
-                       {"dead_lettered", d.dead_lettered},
+    j["dispatcher"] = {{"claimed", d.claimed},        {"rejected", d.rejected},
+                       {"delivered", d.delivered},    {"failed", d.failed},
+                       {"retried", retries(d)},       {"dead_lettered", d.dead_lettered},
                        {"resubmitted", d.resubmitted}};
     j["latency_append_to_handler_ns"] = {{"count", lat.count},
                                          {"p50", lat.p50.count()},
                                          {"p99", lat.p99.count()},
+                                         {"p999", lat.p999.count()},
                                          {"max", lat.max.count()}};
     j["faults"] = {{"injected_failures", faults.failures()},
                    {"slow_calls", faults.slow_calls()},
@@ -249,6 +252,13 @@ std::filesystem::path metrics_file(const settings& s) {
 }
 
 int run_command(const settings& base, const run_options& o, std::ostream& out, std::ostream& err) {
+    if (o.users < 2) {
+        throw startup_error("a run needs at least 2 users (got " + std::to_string(o.users) +
+                            "): every transfer goes to another user's wallet");
+    }
+    if (o.transfers == 0 || o.clients == 0) {
+        throw startup_error("a run needs at least 1 transfer and 1 client");
+    }
     fault_injector faults(o.faults);
     settings s = base;
     if (o.faults.any()) s.probe = faults.probe();
@@ -321,7 +331,7 @@ int run_command(const settings& base, const run_options& o, std::ostream& out, s
         << grouped(app.receipts_sent()) << " sent to " << (s.data_dir / "receipts.log").string()
         << " by this process\n";
     print_faults(o, faults, out);
-    out << "  retries        " << grouped(d.failed - d.dead_lettered) << " (" << grouped(d.failed)
+    out << "  retries        " << grouped(retries(d)) << " (" << grouped(d.failed)
         << " failed attempts)\n";
     out << "  dead letters   " << grouped(v.dead_letter_total());
     if (v.dead_letter_total() > 0) {
