@@ -92,6 +92,22 @@ shard_runtime::~shard_runtime() = default;
 
 void shard_runtime::enter_worker_thread() noexcept { t_worker = this; }
 
+bool shard_runtime::enter_post() noexcept {
+    // seq_cst: the Dekker pair with engine_runtime::close(); see the header.
+    producer_state_.fetch_add(1, std::memory_order_seq_cst);
+    if (engine_.accepting()) return true;
+    leave_post(false);
+    return false;
+}
+
+void shard_runtime::leave_post(bool accepted) noexcept {
+    // One RMW leaves and counts: + accepted_unit - 1, or - 1 (wrapping add of all ones).
+    const std::uint64_t delta = accepted ? accepted_unit - 1 : ~std::uint64_t{0};
+    // seq_cst: the other half of the Dekker pair (stop() must see the registration gone).
+    const std::uint64_t before = producer_state_.fetch_add(delta, std::memory_order_seq_cst);
+    if ((before & producer_mask) == 1 && !engine_.accepting()) engine_.producers_gone();
+}
+
 const dispatch_table& shard_runtime::table() {
     const std::uint64_t v = engine_.table_source().version();
     if (table_ && v == version_) return *table_;
@@ -205,7 +221,7 @@ bool shard_runtime::call_once(const dispatch_entry& entry, subscription_stats& s
     const bool bounded = timeout.count() > 0;
     if (token_.stop_requested()) renew_stop_token();
 
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = tick_;  // see "Clock" at run()
     const auto deadline = bounded ? start + timeout : std::chrono::steady_clock::time_point::max();
     begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);
     handler_result result = handler_result::ok();
@@ -220,6 +236,7 @@ bool shard_runtime::call_once(const dispatch_entry& entry, subscription_stats& s
         }
     }
     const auto end = std::chrono::steady_clock::now();
+    tick_ = end;
     end_call(bounded);
     stats.latency.record(end - start);
 
@@ -288,6 +305,7 @@ run_result shard_runtime::run(const dispatch_entry& entry, subscription_stats& s
         }
         bump(stats.retried);
         bump(retried_);
+        restart_clock();  // the sleep is not the next call's time
     }
 }
 
@@ -365,39 +383,27 @@ void engine_runtime::watch_once() {
     }
 }
 
-bool engine_runtime::enter_post() noexcept {
-    posting_.fetch_add(1, std::memory_order_seq_cst);  // Dekker with close(); see the header
-    if (closed_.load(std::memory_order_seq_cst)) {
-        leave_post();
-        return false;
+bool engine_runtime::no_producers() const noexcept {
+    for (const shard_runtime* s : shards_) {
+        if (s->producers() != 0) return false;
     }
     return true;
 }
 
-void engine_runtime::leave_post() noexcept {
-    // seq_cst: the other half of the Dekker pair with close().
-    if (posting_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        closed_.load(std::memory_order_seq_cst)) {
-        { const std::lock_guard lock(drain_mutex_); }  // close() is waiting or will look again
-        drain_cv_.notify_all();
-    }
-}
-
-bool engine_runtime::accepting() const noexcept {
-    return !closed_.load(std::memory_order_seq_cst);
+void engine_runtime::producers_gone() noexcept {
+    { const std::lock_guard lock(drain_mutex_); }  // close() is waiting or will look again
+    drain_cv_.notify_all();
 }
 
 bool engine_runtime::close(std::chrono::steady_clock::time_point deadline) {
-    closed_.store(true, std::memory_order_seq_cst);  // Dekker with enter_post()
+    closed_.store(true, std::memory_order_seq_cst);  // Dekker with shard_runtime::enter_post()
     std::unique_lock lock(drain_mutex_);
-    return drain_cv_.wait_until(lock, deadline, [this] {
-        return posting_.load(std::memory_order_seq_cst) == 0;
-    });
+    return drain_cv_.wait_until(lock, deadline, [this] { return no_producers(); });
 }
 
 void engine_runtime::wait_producers() {
     std::unique_lock lock(drain_mutex_);
-    drain_cv_.wait(lock, [this] { return posting_.load(std::memory_order_seq_cst) == 0; });
+    drain_cv_.wait(lock, [this] { return no_producers(); });
 }
 
 void engine_runtime::abort() noexcept {
@@ -508,7 +514,7 @@ engine_metrics engine_runtime::metrics() const {
     for (const shard_runtime* s : shards_) {
         shard_metrics m;
         m.shard = s->index();
-        m.accepted = s->accepted_.load(rx);
+        m.accepted = s->producer_state_.load(rx) >> shard_runtime::producer_bits;
         m.handled = s->handled.load(rx);
         m.failed = s->failed_.load(rx);
         m.retried = s->retried_.load(rx);

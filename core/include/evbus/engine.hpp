@@ -276,14 +276,16 @@ public:
                      "evbus: engine::drain() from one of the engine's own handlers would wait "
                      "for itself");
         detail::drain_ticket ticket;
-        {
-            const detail::post_guard guard(runtime_);
+        ticket.remaining = shards_.size();  // before the first marker is visible to a worker
+        for (auto& s : shards_) {
+            const detail::post_guard guard(*s);
             if (!guard.entered()) {
+                // stop() began: it finishes every accepted event (or reports it) and joins
+                // the workers, which also consumes the markers pushed so far.
                 runtime_.wait_stopped();
                 return;
             }
-            ticket.remaining = shards_.size();
-            for (auto& s : shards_) s->push_marker(ticket);
+            s->push_marker(ticket);
         }
         runtime_.wait_ticket(ticket);
     }
@@ -482,13 +484,18 @@ private:
             const std::size_t batch = runtime().settings().batch_size;
             const auto process = [this](slot& d) noexcept { handle(d); };
             for (;;) {
+                restart_clock();
                 const std::size_t n = ring_.consume(process, batch);
                 arrive_at_markers();
                 if (n > 0) continue;
                 if (!ring_.wait_for_items(finish_)) break;
             }
             // finish_ is set only after every producer left: what is queued now is all.
-            while (ring_.consume(process, batch) > 0) arrive_at_markers();
+            for (;;) {
+                restart_clock();
+                if (ring_.consume(process, batch) == 0) break;
+                arrive_at_markers();
+            }
         }
 
         // Drain markers reached in the last batch count only once consume() freed the batch,
@@ -503,7 +510,11 @@ private:
             try {
                 if (auto* c = std::get_if<detail::control_entry>(&d.event)) {
                     if (c->ticket != nullptr) {
-                        reached_.push_back(c->ticket);  // see arrive_at_markers()
+                        try {
+                            reached_.push_back(c->ticket);  // see arrive_at_markers()
+                        } catch (...) {
+                            runtime().arrive(*c->ticket);  // out of memory: arrive right away
+                        }
                     } else {
                         released(d);
                     }
@@ -645,6 +656,7 @@ private:
             st->waiting.push_back(parked_event{to_event(event), meta});
             detail::bump(stats.parked);
             detail::bump(parked);
+            restart_clock();  // copying into the park is not the next call's time
             add_outcome(x, sub.name, delivery_status::parked, 0,
                         "parked behind dead letter " + std::to_string(st->head));
         }
@@ -661,8 +673,11 @@ private:
                 case run_kind::skipped:
                     break;
                 case run_kind::succeeded:
-                    runtime().observe(meta, sub.name, delivery_status::succeeded, r.attempts, {},
-                                     0);
+                    if (observed_) {
+                        runtime().observe(meta, sub.name, delivery_status::succeeded,
+                                          r.attempts, {}, 0);
+                        restart_clock();  // the observer's time is not the next call's
+                    }
                     add_outcome(x, sub.name, delivery_status::succeeded, r.attempts, {});
                     break;
                 case run_kind::failed: {
@@ -673,6 +688,7 @@ private:
                                      r.attempts, r.error, id);
                     add_outcome(x, sub.name, delivery_status::dead_lettered, r.attempts,
                                 std::move(r.error));
+                    restart_clock();  // the store's time is not the next call's
                     break;
                 }
                 case run_kind::interrupted:
@@ -794,6 +810,7 @@ private:
         mpsc_ring<slot> ring_;
         std::atomic<bool> finish_{false};
         std::thread thread_;
+        const bool observed_ = static_cast<bool>(owner_.options_.on_outcome);
         park_map parks_;  // worker only (and the constructor / stop() around it)
         std::vector<detail::drain_ticket*> reached_;  // worker only
     };
@@ -856,11 +873,11 @@ private:
         } else {
             bus<Set>::prepare(event, meta);
             shard& s = *shards_[evbus::shard_of(meta, shards_.size())];
-            const detail::post_guard guard(runtime_);
+            detail::post_guard guard(s);
             if (!guard.entered()) return engine_errc::closed;
             const std::error_code ec =
                 s.push(block, std::in_place_type<T>, std::forward<E>(event), meta, std::move(x));
-            if (!ec) s.note_accepted();
+            if (!ec) guard.accept();
             return ec;
         }
     }
@@ -869,10 +886,13 @@ private:
         EVBUS_ASSERT(!runtime_.on_worker(),
                      "evbus: engine::requeue()/discard() from one of the engine's own handlers "
                      "could wait for its own full shard; call it from another thread");
-        const detail::post_guard guard(runtime_);
-        if (!guard.entered()) return engine_errc::closed;
+        std::optional<letter> found = store_->find(id);
+        if (!found) return engine_errc::no_such_dead_letter;
+        shard& s = *shards_[evbus::shard_of(found->meta, shards_.size())];
+        detail::post_guard guard(s);
+        if (!guard.entered()) return engine_errc::closed;  // the letter stays in the store
         std::optional<letter> l = store_->take(id);
-        if (!l) return engine_errc::no_such_dead_letter;
+        if (!l) return engine_errc::no_such_dead_letter;  // taken meanwhile by another call
         if (what == purpose::release && !l->parks_key) return {};  // nothing waits behind it
         auto x = std::make_unique<detail::delivery_extras>();
         x->what = what;
@@ -880,7 +900,6 @@ private:
         x->letter_id = id;
         metadata meta = l->meta;
         meta.attempt = 1;
-        shard& s = *shards_[evbus::shard_of(meta, shards_.size())];
         // Blocking pushes from a thread that is not a worker always succeed.
         if (what == purpose::release) {
             (void)s.push(true, std::in_place_type<detail::control_entry>, detail::control_entry{},
@@ -893,7 +912,7 @@ private:
                 (void)s.push(true, std::in_place_type<T>, std::move(e), meta, std::move(x));
             },
             std::move(l->event));
-        s.note_accepted();
+        guard.accept();
         return {};
     }
 

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -46,8 +47,11 @@ TEST_CASE("timeout: an overrun is a failure, reported with event id and subscrip
     std::atomic<bool> deadline_set{false};
     evbus::subscribe_options o;
     o.timeout = 20ms;
-    o.retry.max_attempts = 2;
+    // Later attempts return at once; the spare attempts only absorb a 20 ms preemption on a
+    // busy machine.
+    o.retry.max_attempts = 10;
     o.retry.initial_delay = 1ms;
+    o.retry.max_delay = 1ms;
     auto sub = bus.subscribe(
         "budgeted",
         [&](const step&, evbus::handler_context& ctx) {
@@ -62,12 +66,12 @@ TEST_CASE("timeout: an overrun is a failure, reported with event id and subscrip
 
     CHECK(deadline_set);
     CHECK(stop_seen);
-    CHECK(calls == 2);
+    CHECK(calls >= 2);
     REQUIRE(report.outcomes.size() == 1);
     CHECK(report.outcomes[0].status == evbus::delivery_status::succeeded);
-    CHECK(report.outcomes[0].attempts == 2);
+    CHECK(report.outcomes[0].attempts == static_cast<std::uint32_t>(calls.load()));
     const auto records = sink->records();
-    REQUIRE(records.size() == 1);
+    REQUIRE(records.size() == static_cast<std::size_t>(calls.load()) - 1);
     CHECK(records[0].event == m.id);
     CHECK(records[0].subscription == "budgeted");
     CHECK(records[0].attempt == 1);

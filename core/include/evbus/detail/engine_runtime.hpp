@@ -9,9 +9,12 @@
 // typed shard (in engine.hpp) adds the ring, the worker thread and parking.
 //
 // Memory ordering:
-// - Producers vs stop (Dekker). A producer increments posting_ and then reads closed_; stop
-//   stores closed_ and then reads posting_; all four are seq_cst, so either the producer
-//   sees closed_ (and backs out) or stop sees the producer (and waits for it to leave).
+// - Producers vs stop (Dekker). A producer increments its shard's producer count and then
+//   reads closed_; stop stores closed_ and then reads every shard's count; all of these are
+//   seq_cst, so either the producer sees closed_ (and backs out) or stop sees the producer
+//   (and waits for it to leave). The count shares one atomic word with the shard's accepted
+//   counter, so a post costs one RMW to enter and one to leave (and count itself), on a
+//   line only that shard's producers write.
 // - The call record (a seqlock with one writer, the worker, and no fences, which TSan cannot
 //   check). begin_call() writes the fields with release stores and then publishes an odd
 //   generation (release); end_call() stores the next even one. A reader loads the
@@ -128,6 +131,9 @@ public:
 
     /// Calls `entry` for one event under its subscription's timeout and retry policy.
     /// `meta.attempt` is set for every attempt. Every failed attempt goes to the error sink.
+    /// Clock: a call starts at the worker's last clock reading (the end of the previous call,
+    /// or restart_clock()), so each call costs one clock read; its measured latency thus
+    /// includes the few dispatch steps since the previous call.
     /// Never throws on behalf of the handler (anything it throws is caught); may throw
     /// std::bad_alloc while describing a failure. Worker only.
     run_result run(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
@@ -139,10 +145,19 @@ public:
     /// The ids noted by note_not_run(). Only after the worker was joined.
     [[nodiscard]] std::vector<event_id> take_not_run() { return std::move(not_run_ids_); }
 
-    /// Counts one accepted event (or requeued letter). Producers. Lock-free.
-    void note_accepted() noexcept {
-        accepted_.fetch_add(1, std::memory_order_relaxed);  // a statistic; see the banner
+    /// Registers a producer of this shard; false (nothing registered) once the engine is
+    /// closed. Thread-safe, lock-free: one seq_cst RMW.
+    [[nodiscard]] bool enter_post() noexcept;
+    /// Ends a registration; `accepted` counts the event as accepted. Thread-safe, one RMW.
+    void leave_post(bool accepted) noexcept;
+    /// Producers registered now. Thread-safe (seq_cst, for stop()'s side of the Dekker pair).
+    [[nodiscard]] std::uint64_t producers() const noexcept {
+        return producer_state_.load(std::memory_order_seq_cst) & producer_mask;
     }
+
+    /// Restarts the worker's chained clock (see run()): call before a batch, and after
+    /// anything slow that is not a handler call. Worker only. One clock read.
+    void restart_clock() noexcept { tick_ = std::chrono::steady_clock::now(); }
 
     // Worker-written counters (see shard_metrics); read by metrics().
     std::atomic<std::uint64_t> handled{0};
@@ -186,6 +201,7 @@ private:
     std::map<std::string, std::unique_ptr<subscription_stats>, std::less<>> stats_;
 
     // Worker only.
+    std::chrono::steady_clock::time_point tick_{};
     std::uint64_t version_ = 0;
     std::vector<std::vector<subscription_stats*>> stats_rows_;
     std::stop_token token_;
@@ -209,8 +225,13 @@ private:
     std::atomic<std::uint64_t> failed_{0};
     std::atomic<std::uint64_t> retried_{0};
     std::atomic<std::uint64_t> not_run_{0};
-    // Producers (many writers).
-    alignas(64) std::atomic<std::uint64_t> accepted_{0};
+
+    // Producers (many writers), on a line of its own: the low bits count the producers inside
+    // a post (see "Memory ordering"), the high bits the events accepted.
+    static constexpr unsigned producer_bits = 24;
+    static constexpr std::uint64_t producer_mask = (std::uint64_t{1} << producer_bits) - 1;
+    static constexpr std::uint64_t accepted_unit = std::uint64_t{1} << producer_bits;
+    alignas(64) std::atomic<std::uint64_t> producer_state_{0};
 };
 
 class engine_runtime {
@@ -232,13 +253,12 @@ public:
     void stop_watchdog() noexcept;
 
     // ---- producers --------------------------------------------------------------------
-    /// Registers a producer; false (and nothing registered) once the engine is closed.
-    /// Thread-safe, lock-free.
-    [[nodiscard]] bool enter_post() noexcept;
-    /// Ends a registration made by enter_post(). Thread-safe.
-    void leave_post() noexcept;
-    /// True until close() began. Thread-safe.
-    [[nodiscard]] bool accepting() const noexcept;
+    /// True until close() began. Thread-safe; seq_cst (the Dekker pair with producers).
+    [[nodiscard]] bool accepting() const noexcept {
+        return !closed_.load(std::memory_order_seq_cst);
+    }
+    /// The last producer of a closed engine left: wake close(). Thread-safe.
+    void producers_gone() noexcept;
 
     // ---- lifecycle (engine<Set>::stop runs these in order) ------------------------------
     /// Refuses new producers and waits until the registered ones left or `deadline` passed;
@@ -246,6 +266,8 @@ public:
     bool close(std::chrono::steady_clock::time_point deadline);
     /// Waits, without deadline, until no producer is registered. After close().
     void wait_producers();
+    /// True when no producer is registered with any shard.
+    [[nodiscard]] bool no_producers() const noexcept;
     /// From now on workers drop what they have not started (noting it as not run), retry
     /// sleeps end, and every shard's stop source is requested. Thread-safe, idempotent.
     void abort() noexcept;
@@ -297,13 +319,13 @@ private:
     const engine_settings settings_;
     std::vector<shard_runtime*> shards_;
 
-    std::atomic<bool> closed_{false};
+    // Read on every post and every event, written once: on a line of their own.
+    alignas(64) std::atomic<bool> closed_{false};
     std::atomic<bool> abort_{false};
-    std::atomic<std::uint32_t> posting_{0};
 
     // Guards drain tickets and stopped_; its condition variable also signals "producers
     // gone" to close().
-    std::mutex drain_mutex_;
+    alignas(64) std::mutex drain_mutex_;
     std::condition_variable drain_cv_;
     bool stopped_ = false;
 
@@ -316,20 +338,24 @@ private:
     std::thread watchdog_;
 };
 
-/// RAII producer registration (engine_runtime::enter_post / leave_post).
+/// RAII producer registration with one shard (shard_runtime::enter_post / leave_post).
 class post_guard {
 public:
-    explicit post_guard(engine_runtime& rt) noexcept : rt_(rt), entered_(rt.enter_post()) {}
+    explicit post_guard(shard_runtime& shard) noexcept
+        : shard_(shard), entered_(shard.enter_post()) {}
     post_guard(const post_guard&) = delete;
     post_guard& operator=(const post_guard&) = delete;
     ~post_guard() {
-        if (entered_) rt_.leave_post();
+        if (entered_) shard_.leave_post(accepted_);
     }
     [[nodiscard]] bool entered() const noexcept { return entered_; }
+    /// Counts the event as accepted when the guard ends.
+    void accept() noexcept { accepted_ = true; }
 
 private:
-    engine_runtime& rt_;
+    shard_runtime& shard_;
     bool entered_;
+    bool accepted_ = false;
 };
 
 }  // namespace evbus::detail
