@@ -15,24 +15,33 @@
 //      reason names the row, the event id and the cause, and the other rows go on;
 //   3. confirm: record one pending delivery per subscription that handles the event's type,
 //      and move the claim position, in one store transaction;
-//   4. deliver to exactly those subscriptions, in position order (so per-key order holds),
-//      retrying under each subscription's retry_policy; the last failure becomes a dead letter;
-//   5. record the completions of the batch in one store transaction; an event whose
+//   4. post the events, in position order, to an evbus::engine<Set> the dispatcher owns: its
+//      shards run the handlers, so per-key order holds while other keys run in parallel, and
+//      the engine's retries, backoff, timeouts and parking apply (a failing subscription
+//      holds back only its own key, and only on its shard);
+//   5. the engine's outcome observer records each (event, subscription) that succeeded; the
+//      loop writes those completions in one store transaction per round; an event whose
 //      deliveries are all complete moves to history or is deleted, per the store's retention.
 // A commit in this process wakes the loop (no busy polling); poll_interval bounds the wait for
 // commits made by other processes or connections the store does not see.
 //
+// Dead letters: the engine's dead_letter_store is an adapter over the store's dead-letter
+// table, so a delivery whose retries ran out is recorded durably (it survives a restart), and
+// requeue() and discard() go through the engine: a requeued letter is delivered on the shard
+// that owns its key, behind the key's earlier events, and a key parked behind it is released.
+//
 // Crash guarantees: after confirm, a delivery stays pending until its subscription completes
 // it, so a restart (start() with resubmit_unfinished) resubmits exactly the unfinished
-// (event, subscription) pairs. A transactional subscription commits its writes and its
-// completion mark in one transaction: its effects happen exactly once. Other subscriptions are
-// at least once and dedupe with evbus::inbox.
+// (event, subscription) pairs, each event to just those subscriptions. A transactional
+// subscription commits its writes and its completion mark in one transaction (on the shard's
+// worker): its effects happen exactly once. Other subscriptions are at least once and dedupe
+// with evbus::inbox.
 //
 // Subscribe before start(): a pending delivery whose subscription is not subscribed stays
 // pending until it is.
 //
 // Thread-safety: every public member is thread-safe unless its contract says otherwise;
-// handlers run on the dispatcher thread (replay(): on the caller's).
+// handlers run on the engine's shard workers (replay(): on the caller's thread).
 #pragma once
 
 #include <algorithm>
@@ -44,10 +53,15 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -56,8 +70,10 @@
 
 #include <evbus/bus.hpp>
 #include <evbus/codec.hpp>
+#include <evbus/dead_letter_store.hpp>
 #include <evbus/detail/dispatch_context.hpp>
 #include <evbus/detail/registry.hpp>
+#include <evbus/engine.hpp>
 #include <evbus/error_sink.hpp>
 #include <evbus/event_history.hpp>
 #include <evbus/handler.hpp>
@@ -68,13 +84,13 @@ namespace evbus {
 
 /// Points in the dispatch loop an observer may watch (tests kill the process at them).
 enum class dispatch_stage : std::uint8_t {
-    confirmed,  ///< deliveries of a batch recorded, no handler has run yet
-    delivered,  ///< handlers of a batch ran, their completions are not recorded yet
-    completed,  ///< completions of a batch recorded
+    confirmed,  ///< deliveries of a batch recorded, none of its events posted yet
+    delivered,  ///< handlers succeeded for some deliveries, their completions not recorded yet
+    completed,  ///< those completions recorded
 };
 
 struct dispatcher_options {
-    /// Rows claimed, and completions recorded, per store transaction.
+    /// Rows claimed per store transaction.
     std::size_t batch_size = 256;
     /// Longest sleep between looks at the outbox when no commit of this process wakes it.
     std::chrono::milliseconds poll_interval{200};
@@ -84,7 +100,12 @@ struct dispatcher_options {
     /// history); zero retention never prunes.
     std::chrono::seconds retention{0};
     std::chrono::seconds prune_every{60};
-    /// Called on the dispatcher thread at each stage; must not throw.
+    /// The engine's shards (worker threads running the handlers); 0: one per hardware thread.
+    std::size_t shards = 0;
+    /// Slots per shard ring (a power of two >= 2); posting waits while a shard's ring is full.
+    std::size_t ring_capacity = 1024;
+    /// Called at each stage (on the dispatcher thread, or on drain()'s caller when it records
+    /// the last completions); must not throw.
     std::function<void(dispatch_stage)> observer;
 };
 
@@ -92,7 +113,7 @@ struct dispatcher_options {
 struct dispatcher_stats {
     std::uint64_t claimed = 0;        ///< outbox rows claimed
     std::uint64_t rejected = 0;       ///< rows that did not decode (dead letters)
-    std::uint64_t delivered = 0;      ///< successful handler calls
+    std::uint64_t delivered = 0;      ///< deliveries that succeeded
     std::uint64_t failed = 0;         ///< failed attempts
     std::uint64_t dead_lettered = 0;  ///< deliveries that failed for good
     std::uint64_t resubmitted = 0;    ///< pending deliveries resubmitted at start or requeued
@@ -100,35 +121,158 @@ struct dispatcher_stats {
 
 namespace detail {
 
-/// The durable delivery running on this thread, for transactional handlers.
-struct durable_delivery {
-    const event_id* id = nullptr;
-    std::int64_t position = 0;
-};
-inline thread_local durable_delivery t_durable_delivery{};
-
-class durable_delivery_scope {
+/// The store position of each event the dispatcher posted to its engine and whose
+/// deliveries have not all finished, by event id: the outcome observer, the dead-letter
+/// adapter and transactional handlers (on the shard workers) find a delivery's row by it.
+/// Thread-safe (one mutex); O(log n) per call.
+class outbox_positions {
 public:
-    durable_delivery_scope(const event_id& id, std::int64_t position) noexcept
-        : saved_(t_durable_delivery) {
-        t_durable_delivery = {&id, position};
+    /// Notes that `deliveries` more deliveries of event `id` (at `position`) are under way.
+    void add(const event_id& id, std::int64_t position, std::size_t deliveries) {
+        const std::lock_guard lock(mutex_);
+        auto& e = entries_[id];
+        e.position = position;
+        e.open += deliveries;
     }
-    durable_delivery_scope(const durable_delivery_scope&) = delete;
-    durable_delivery_scope& operator=(const durable_delivery_scope&) = delete;
-    ~durable_delivery_scope() { t_durable_delivery = saved_; }
+    /// The position of event `id` while a delivery of it is under way.
+    [[nodiscard]] std::optional<std::int64_t> find(const event_id& id) const {
+        const std::lock_guard lock(mutex_);
+        const auto it = entries_.find(id);
+        if (it == entries_.end()) return std::nullopt;
+        return it->second.position;
+    }
+    /// One delivery of event `id` finished: returns its position, forgetting the event after
+    /// its last delivery.
+    std::optional<std::int64_t> finish(const event_id& id) {
+        const std::lock_guard lock(mutex_);
+        const auto it = entries_.find(id);
+        if (it == entries_.end()) return std::nullopt;
+        const std::int64_t position = it->second.position;
+        if (--it->second.open == 0) entries_.erase(it);
+        return position;
+    }
+    /// Forgets everything (the engine that ran the deliveries is gone).
+    void clear() {
+        const std::lock_guard lock(mutex_);
+        entries_.clear();
+    }
 
 private:
-    durable_delivery saved_;
+    struct entry {
+        std::int64_t position = 0;
+        std::size_t open = 0;
+    };
+    mutable std::mutex mutex_;
+    std::map<event_id, entry> entries_;
 };
 
-/// Runs `body(tx)` in a transaction on `store` that also completes the current durable
-/// delivery of `ctx`'s subscription; skips the body when that delivery was already completed.
+/// Every dead letter of `store` (operators page with filters; the adapter needs them all).
+inline std::vector<dead_letter_entry> all_dead_letters(event_store& store,
+                                                       dead_letter_filter filter = {}) {
+    filter.limit = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+    return store.dead_letters(filter);
+}
+
+/// Set while outbox_dispatcher::discard() has the engine take a letter: the adapter's take()
+/// then deletes the letter instead of making its delivery pending again.
+inline thread_local bool t_discarding_dead_letter = false;
+
+/// The engine's dead_letter_store over the event store's dead-letter table: add() turns the
+/// pending delivery into a durable dead letter, take() makes it pending again (requeue) or
+/// deletes it (discard), list() reads them back typed after a restart. Rows that did not
+/// decode (no subscription) are not typed letters and stay with the dispatcher. A letter
+/// parks its key when its subscription (as subscribed now) parks keys on failure.
+/// Thread-safe (the store is); add/find/take read the table: O(dead letters).
+template <class Set>
+class outbox_dead_letters final : public dead_letter_store<Set> {
+public:
+    using letter = dead_letter<Set>;
+
+    outbox_dead_letters(event_store& store, outbox_positions& positions,
+                        std::shared_ptr<registry> table)
+        : store_(store), positions_(positions), table_(std::move(table)) {}
+
+    std::uint64_t add(letter l) override {
+        const auto position = positions_.find(l.meta.id);
+        if (!position) {
+            throw std::logic_error("evbus: dead letter for event " + l.meta.id.to_string() +
+                                   " that the outbox dispatcher did not post");
+        }
+        store_.dead_letter({*position, l.subscription}, l.attempts, l.last_error,
+                           l.first_failure, l.last_failure);
+        dead_letter_filter f;
+        f.subscription = l.subscription;
+        f.key = std::string(l.meta.key.view());
+        for (const auto& e : all_dead_letters(store_, f)) {
+            if (e.event.position == *position) return static_cast<std::uint64_t>(e.id);
+        }
+        throw std::logic_error("evbus: delivery of event " + l.meta.id.to_string() + " to '" +
+                               l.subscription + "' was not pending; no dead letter recorded");
+    }
+    [[nodiscard]] std::optional<letter> find(std::uint64_t id) const override {
+        const auto e = entry(id);
+        if (!e) return std::nullopt;
+        return to_letter(*e);
+    }
+    [[nodiscard]] std::vector<letter> list() const override {
+        std::vector<letter> out;
+        for (const auto& e : all_dead_letters(store_)) {
+            if (auto l = to_letter(e)) out.push_back(std::move(*l));
+        }
+        return out;
+    }
+    [[nodiscard]] std::optional<letter> take(std::uint64_t id) override {
+        const auto e = entry(id);
+        if (!e) return std::nullopt;
+        auto l = to_letter(*e);
+        if (!l) return std::nullopt;  // does not decode (any more): it stays a dead letter
+        const auto sid = static_cast<std::int64_t>(id);
+        if (t_discarding_dead_letter) return store_.discard(sid) ? std::move(l) : std::nullopt;
+        if (!store_.requeue(sid)) return std::nullopt;  // taken meanwhile
+        positions_.add(l->meta.id, e->event.position, 1);
+        return l;
+    }
+    [[nodiscard]] std::size_t size() const override { return list().size(); }
+
+private:
+    std::optional<dead_letter_entry> entry(std::uint64_t id) const {
+        for (auto& e : all_dead_letters(store_)) {
+            if (e.id == static_cast<std::int64_t>(id) && !e.subscription.empty()) return e;
+        }
+        return std::nullopt;
+    }
+
+    std::optional<letter> to_letter(const dead_letter_entry& e) const {
+        if (e.subscription.empty()) return std::nullopt;
+        auto decoded = decode_row<Set>(e.event);
+        if (decoded.index() == 1) return std::nullopt;
+        auto& [event, meta] = std::get<0>(decoded);
+        letter l{static_cast<std::uint64_t>(e.id), std::move(event), meta, e.subscription,
+                 e.attempts, e.error, e.first_failure, e.last_failure, false};
+        l.meta.attempt = e.attempts;
+        const auto snapshot = table_->snapshot();
+        for (const auto& owner : snapshot->owners) {
+            if (owner->name == e.subscription) {
+                l.parks_key = owner->options.park_key_on_failure && !l.meta.key.empty();
+            }
+        }
+        return l;
+    }
+
+    event_store& store_;
+    outbox_positions& positions_;
+    std::shared_ptr<registry> table_;
+};
+
+/// Runs `body(tx)` in a transaction on `store` that also completes the delivery of the
+/// event in `ctx` to `ctx`'s subscription when the dispatcher has it under way; skips the
+/// body when that delivery was already completed (a redelivery).
 template <class Set, class Body>
-handler_result run_transactional(event_store& store, const handler_context& ctx, Body&& body) {
+handler_result run_transactional(event_store& store, const outbox_positions& positions,
+                                 const handler_context& ctx, Body&& body) {
     unit_of_work<Set> tx(store);
-    const durable_delivery& d = t_durable_delivery;
-    if (d.id != nullptr && *d.id == ctx.meta().id) {
-        if (!tx.tx().complete(delivery_ref{d.position, std::string(ctx.subscription())})) {
+    if (const auto position = positions.find(ctx.meta().id)) {
+        if (!tx.tx().complete(delivery_ref{*position, std::string(ctx.subscription())})) {
             return handler_result::ok();  // completed before (a redelivery): effects stand
         }
     }
@@ -148,12 +292,13 @@ template <class Set, class H>
 struct transactional_adapter {
     H handlers;
     event_store* store;
+    const outbox_positions* positions;
 
     template <class E>
         requires(Set::template contains<E> &&
                  std::is_invocable_v<H&, const E&, unit_of_work<Set>&>)
     handler_result operator()(const E& event, handler_context& ctx) {
-        return run_transactional<Set>(*store, ctx, [&](unit_of_work<Set>& tx) {
+        return run_transactional<Set>(*store, *positions, ctx, [&](unit_of_work<Set>& tx) {
             return std::invoke(handlers, event, tx);
         });
     }
@@ -167,6 +312,7 @@ public:
     using codec = payload_codec<Set>;
     using variant_type = typename Set::variant_type;
 
+    /// Throws std::invalid_argument naming a bad option.
     outbox_dispatcher(bus<Set>& bus, event_store& store, dispatcher_options options = {})
         : bus_(bus), store_(store), options_(std::move(options)) {
         if (options_.batch_size == 0) {
@@ -184,20 +330,34 @@ public:
     [[nodiscard]] subscription subscribe_transactional(std::string name, H&& handlers,
                                                        subscribe_options options = {}) {
         using adapter = detail::transactional_adapter<Set, std::remove_cvref_t<H>>;
-        return bus_.subscribe(std::move(name), adapter{std::forward<H>(handlers), &store_},
-                              options);
+        {
+            const std::lock_guard lock(mutex_);
+            transactional_.insert(name);
+        }
+        return bus_.subscribe(std::move(name),
+                              adapter{std::forward<H>(handlers), &store_, &positions_}, options);
     }
 
-    /// Resubmits unfinished deliveries (if configured) and starts the dispatcher thread.
-    /// Not thread-safe against stop(); call once.
+    /// Starts the engine's shards and the dispatcher thread, which first resubmits unfinished
+    /// deliveries (if configured). Throws std::invalid_argument for bad engine options. Not
+    /// thread-safe against stop() or drain(); call once (again after stop()).
     void start() {
         if (thread_.joinable()) throw std::logic_error("evbus: the dispatcher is running");
+        engine_options<Set> eo;
+        eo.shards = options_.shards;
+        eo.ring_capacity = options_.ring_capacity;
+        eo.dead_letters =
+            std::make_shared<detail::outbox_dead_letters<Set>>(store_, positions_, bus_.table());
+        eo.on_outcome = [this](const delivery_outcome& o) { observe(o); };
+        engine_ = std::make_unique<engine<Set>>(bus_, std::move(eo));
         stopping_.store(false, std::memory_order_relaxed);  // before the thread exists
         thread_ = std::thread([this] { run(); });
     }
 
-    /// Stops the thread after the delivery in progress; pending deliveries stay pending in
-    /// the store. Idempotent. Thread-safe.
+    /// Stops the dispatcher thread, then the engine without waiting for what it has not
+    /// started (a running handler finishes); completions already observed are recorded, and
+    /// every other delivery stays pending in the store. Idempotent. Thread-safe, except
+    /// against start() and drain().
     void stop() noexcept {
         {
             const std::lock_guard lock(mutex_);
@@ -206,18 +366,38 @@ public:
         changed_.notify_all();
         store_.notify_commit();  // wake the loop if it waits for commits
         if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+        if (engine_) {
+            (void)engine_->stop(engine<Set>::clock::now());
+            try {
+                flush_completions();
+            } catch (const std::exception& e) {
+                report("evbus.dispatcher", {}, e.what());  // they stay pending: redelivered
+            }
+            engine_.reset();
+        }
+        positions_.clear();
     }
 
     /// Waits until every event committed in this process before the call has been dispatched
-    /// and handled (completed, dead-lettered, or left pending for a missing subscription).
-    /// False on timeout or when the dispatcher is not running. Thread-safe; blocks.
+    /// and handled (completed, dead-lettered, parked, or left pending for a missing
+    /// subscription) and its completions are recorded. `timeout` bounds the wait for the
+    /// dispatcher to post them; the engine's drain then waits for their handlers. False on
+    /// timeout or when the dispatcher is not running. Blocks; must not be called from a
+    /// handler. Thread-safe, except against start() and stop().
     bool drain(std::chrono::nanoseconds timeout) {
+        if (!engine_) return false;
         const std::uint64_t target = store_.commits().generation();
-        std::unique_lock lock(mutex_);
-        return changed_.wait_for(lock, timeout, [&] {
-            return stopping_.load(std::memory_order_relaxed) ||
-                   (idle_generation_ >= target && requests_.empty() && idle_rounds_ > 0);
-        }) && !stopping_.load(std::memory_order_relaxed);
+        {
+            std::unique_lock lock(mutex_);
+            const bool idle = changed_.wait_for(lock, timeout, [&] {
+                return stopping_.load(std::memory_order_relaxed) ||
+                       (idle_generation_ >= target && requests_.empty() && idle_rounds_ > 0);
+            });
+            if (!idle || stopping_.load(std::memory_order_relaxed)) return false;
+        }
+        engine_->drain();
+        flush_completions();
+        return true;
     }
 
     /// Counters so far. Thread-safe; racy snapshot.
@@ -230,17 +410,35 @@ public:
     [[nodiscard]] std::vector<dead_letter_entry> dead_letters(const dead_letter_filter& f = {}) {
         return store_.dead_letters(f);
     }
-    /// Makes a dead letter pending again and delivers it on the dispatcher thread (after the
-    /// batch in progress). False when there is no such dead letter. Thread-safe.
+    /// Makes a dead letter pending again and delivers it through the shard of its key, after
+    /// the events of that key already queued there (a parked key is released once it
+    /// succeeds). Before start(), or while stopping, it stays pending for the next start(). A
+    /// row that did not decode is decoded again on the dispatcher thread. False when there is
+    /// no such dead letter. Must not be called from a handler. Thread-safe.
     bool requeue(std::int64_t dead_letter_id) {
-        auto pending = store_.requeue(dead_letter_id);
-        if (!pending) return false;
-        {
-            const std::lock_guard lock(mutex_);
-            requests_.push_back(std::move(*pending));
+        const auto entry = find_dead_letter(dead_letter_id);
+        if (!entry) return false;
+        bool done = false;
+        if (entry->subscription.empty()) {
+            auto pending = store_.requeue(dead_letter_id);
+            if (!pending) return false;
+            {
+                const std::lock_guard lock(mutex_);
+                requests_.push_back(std::move(*pending));
+            }
+            store_.notify_commit();
+            done = true;
+        } else if (engine<Set>* e = engine_.get()) {
+            const std::error_code ec = e->requeue(static_cast<std::uint64_t>(dead_letter_id));
+            done = ec == engine_errc::closed ? store_.requeue(dead_letter_id).has_value() : !ec;
+        } else {
+            done = store_.requeue(dead_letter_id).has_value();
         }
-        store_.notify_commit();
-        return true;
+        if (done) {
+            const std::lock_guard lock(mutex_);
+            ++stats_.resubmitted;
+        }
+        return done;
     }
     /// Requeues every dead letter `filter` selects, oldest first; returns how many.
     std::size_t requeue(const dead_letter_filter& filter) {
@@ -248,10 +446,29 @@ public:
         for (const auto& d : store_.dead_letters(filter)) n += requeue(d.id) ? 1 : 0;
         return n;
     }
-    bool discard(std::int64_t dead_letter_id) { return store_.discard(dead_letter_id); }
+    /// Deletes a dead letter (through the engine, so a key parked behind it moves on). False
+    /// when there is none. Must not be called from a handler. Thread-safe.
+    bool discard(std::int64_t dead_letter_id) {
+        const auto entry = find_dead_letter(dead_letter_id);
+        if (!entry) return false;
+        engine<Set>* e = engine_.get();
+        if (entry->subscription.empty() || e == nullptr) return store_.discard(dead_letter_id);
+        const bool saved = detail::t_discarding_dead_letter;
+        detail::t_discarding_dead_letter = true;
+        std::error_code ec;
+        try {
+            ec = e->discard(static_cast<std::uint64_t>(dead_letter_id));
+        } catch (...) {
+            detail::t_discarding_dead_letter = saved;
+            throw;
+        }
+        detail::t_discarding_dead_letter = saved;
+        if (ec == engine_errc::closed) return store_.discard(dead_letter_id);
+        return !ec;
+    }
     std::size_t discard(const dead_letter_filter& filter) {
         std::size_t n = 0;
-        for (const auto& d : store_.dead_letters(filter)) n += store_.discard(d.id) ? 1 : 0;
+        for (const auto& d : store_.dead_letters(filter)) n += discard(d.id) ? 1 : 0;
         return n;
     }
 
@@ -303,8 +520,6 @@ private:
         std::vector<std::string> subscriptions;
     };
 
-    enum class outcome : std::uint8_t { completed, dead_lettered, pending };
-
     void stage(dispatch_stage s) {
         if (options_.observer) options_.observer(s);
     }
@@ -313,6 +528,49 @@ private:
         bus_.errors().on_failure(failure_record{std::string(meta.event_name), meta.id,
                                                 meta.key.str(), subscription, std::move(error),
                                                 meta.attempt, store_clock::now()});
+    }
+
+    // The engine's outcome observer, on a shard worker: note the completion (written by the
+    // loop in one transaction per round) and count.
+    void observe(const delivery_outcome& o) {
+        const auto position = positions_.finish(o.meta.id);
+        bool wake = false;
+        {
+            const std::lock_guard lock(mutex_);
+            if (o.status == delivery_status::succeeded) {
+                ++stats_.delivered;
+                stats_.failed += o.attempts > 0 ? o.attempts - 1 : 0;
+                // A transactional subscription completed its delivery in its own transaction.
+                if (position && transactional_.count(std::string(o.subscription)) == 0) {
+                    wake = completions_.empty();
+                    completions_.push_back({*position, std::string(o.subscription)});
+                }
+            } else if (o.status == delivery_status::dead_lettered) {
+                stats_.failed += o.attempts;
+                ++stats_.dead_lettered;
+            }
+        }
+        if (wake) store_.notify_commit();
+    }
+
+    // Records the completions observed so far in one store transaction.
+    void flush_completions() {
+        const std::lock_guard flushing(flush_mutex_);
+        std::vector<delivery_ref> done;
+        {
+            const std::lock_guard lock(mutex_);
+            done.swap(completions_);
+        }
+        if (done.empty()) return;
+        stage(dispatch_stage::delivered);
+        try {
+            store_.complete(done);
+        } catch (...) {
+            const std::lock_guard lock(mutex_);  // retried next round
+            completions_.insert(completions_.end(), done.begin(), done.end());
+            throw;
+        }
+        stage(dispatch_stage::completed);
     }
 
     void run() {
@@ -328,6 +586,7 @@ private:
             try {
                 worked = serve_requests();
                 worked = dispatch_claimed() || worked;
+                flush_completions();
                 if (options_.retention.count() > 0 && store_.keeps_history() &&
                     std::chrono::steady_clock::now() >= next_prune) {
                     store_.prune(store_clock::now() - options_.retention);
@@ -368,6 +627,27 @@ private:
         return d;
     }
 
+    // Posts `e` to the engine: to every subscription of its type (`all`), or to the listed
+    // ones. Blocks while the shard's ring is full.
+    void post(decoded_event& e, bool all) {
+        const std::size_t deliveries = e.subscriptions.size();
+        positions_.add(e.meta.id, e.position, deliveries);
+        try {
+            std::visit(
+                [&](auto&& payload) {
+                    if (all) {
+                        engine_->post(std::move(payload), e.meta);
+                    } else {
+                        engine_->post_to(std::move(e.subscriptions), std::move(payload), e.meta);
+                    }
+                },
+                std::move(e.event));
+        } catch (const std::system_error&) {
+            // The engine was closed (stop() began): the deliveries stay pending.
+            for (std::size_t i = 0; i < deliveries; ++i) (void)positions_.finish(e.meta.id);
+        }
+    }
+
     bool dispatch_claimed() {
         auto rows = store_.claim(options_.batch_size);
         if (rows.empty()) return false;
@@ -397,103 +677,19 @@ private:
             stats_.rejected += batch.rejected.size();
         }
         stage(dispatch_stage::confirmed);
-        deliver_all(ready);
+        for (decoded_event& e : ready) {
+            if (stopping_.load(std::memory_order_relaxed)) break;  // the rest stays pending
+            post(e, true);
+        }
         return true;
     }
 
-    void deliver_all(std::vector<decoded_event>& events) {
-        std::vector<delivery_ref> completions;
-        for (decoded_event& e : events) {
-            deliver(e, completions);
-            if (stopping_.load(std::memory_order_relaxed)) break;
-        }
-        stage(dispatch_stage::delivered);
-        store_.complete(completions);
-        stage(dispatch_stage::completed);
-    }
-
-    void deliver(decoded_event& e, std::vector<delivery_ref>& completions) {
-        const auto table = bus_.table()->snapshot();
-        for (const std::string& name : e.subscriptions) {
-            const detail::dispatch_entry* found = nullptr;
-            for (const auto& entry : table->rows[e.event.index()]) {
-                if (entry.sub->name == name) found = &entry;
-            }
-            if (found == nullptr) continue;  // not subscribed (now): stays pending
-            if (deliver_one(*found, e) == outcome::completed) {
-                completions.push_back({e.position, name});
-            }
-        }
-    }
-
-    outcome deliver_one(const detail::dispatch_entry& entry, decoded_event& e) {
-        detail::subscription_state& sub = *entry.sub;
-        const retry_policy& policy = sub.options.retry;
-        const std::uint32_t max_attempts = std::max<std::uint32_t>(policy.max_attempts, 1);
-        store_clock::time_point first_failure{};
-        std::string error;
-        for (std::uint32_t attempt = 1;; ++attempt) {
-            e.meta.attempt = attempt;
-            bool retryable = true;
-            {
-                const detail::call_guard guard(sub);
-                if (!guard.entered()) return outcome::pending;
-                const detail::frame_guard frame(e.meta, &sub);
-                const detail::durable_delivery_scope durable(e.meta.id, e.position);
-                const auto deadline = sub.options.timeout.count() > 0
-                                          ? handler_context::clock::now() + sub.options.timeout
-                                          : handler_context::clock::time_point::max();
-                handler_context ctx(e.meta, sub.name, deadline);
-                try {
-                    const handler_result result = std::visit(
-                        [&](const auto& ev) { return entry.invoke(sub.handler, &ev, ctx); },
-                        e.event);
-                    if (result.succeeded()) {
-                        const std::lock_guard lock(mutex_);
-                        ++stats_.delivered;
-                        return outcome::completed;
-                    }
-                    error = result.reason();
-                    retryable = result.outcome() == handler_result::kind::retry;
-                } catch (const permanent_error& ex) {
-                    error = ex.what();
-                    retryable = false;
-                } catch (...) {
-                    error = describe_exception(std::current_exception());
-                }
-            }
-            const auto now = store_clock::now();
-            if (attempt == 1) first_failure = now;
-            report(sub.name, e.meta, error);
-            {
-                const std::lock_guard lock(mutex_);
-                ++stats_.failed;
-            }
-            if (!retryable || attempt >= max_attempts) {
-                store_.dead_letter({e.position, sub.name}, attempt, error, first_failure, now);
-                const std::lock_guard lock(mutex_);
-                ++stats_.dead_lettered;
-                return outcome::dead_lettered;
-            }
-            wait_stopping(backoff(policy, attempt));
-            if (stopping_.load(std::memory_order_relaxed)) return outcome::pending;
-        }
-    }
-
-    // delay before attempt n + 1: min(initial * multiplier^(n-1), max); no jitter on this
-    // single-threaded path, where retries of different keys cannot collide.
-    static std::chrono::nanoseconds backoff(const retry_policy& p, std::uint32_t failed) {
-        double d = static_cast<double>(p.initial_delay.count());
-        for (std::uint32_t i = 1; i < failed && d < static_cast<double>(p.max_delay.count()); ++i) {
-            d *= p.multiplier;
-        }
-        return std::min(std::chrono::nanoseconds(static_cast<std::int64_t>(d)), p.max_delay);
-    }
-
-    // Delivers pending (event, subscription) pairs grouped by event, in position order.
+    // Posts pending (event, subscription) pairs, grouped by event, in position order, each
+    // event to just the subscriptions that still owe it.
     void deliver_pending(std::vector<pending_delivery> pending) {
         std::vector<decoded_event> events;
         std::vector<pending_delivery> redecode;
+        const std::size_t count = pending.size();
         for (auto& p : pending) {
             if (p.subscription.empty()) {
                 redecode.push_back(std::move(p));
@@ -514,10 +710,13 @@ private:
         }
         {
             const std::lock_guard lock(mutex_);
-            stats_.resubmitted += pending.size();
+            stats_.resubmitted += count;
         }
         for (auto& p : redecode) redecode_rejected(p.event);
-        if (!events.empty()) deliver_all(events);
+        for (auto& e : events) {
+            if (stopping_.load(std::memory_order_relaxed)) return;  // the rest stays pending
+            post(e, false);
+        }
     }
 
     // A requeued row that had failed to decode: decode it again and owe its deliveries.
@@ -539,9 +738,7 @@ private:
         }
         store_.confirm(batch);  // through = 0: the claim position does not move
         store_.complete({&marker, 1});
-        std::vector<decoded_event> one;
-        one.push_back(std::move(event));
-        deliver_all(one);
+        if (!event.subscriptions.empty()) post(event, false);
     }
 
     void resubmit() {
@@ -572,17 +769,29 @@ private:
         return true;
     }
 
+    std::optional<dead_letter_entry> find_dead_letter(std::int64_t id) {
+        for (auto& e : detail::all_dead_letters(store_)) {
+            if (e.id == id) return std::move(e);
+        }
+        return std::nullopt;
+    }
+
     bus<Set>& bus_;
     event_store& store_;
     const dispatcher_options options_;
+    detail::outbox_positions positions_;
+    std::unique_ptr<engine<Set>> engine_;  // set by start(), reset by stop()
     std::thread thread_;
     // Memory ordering: stopping_ is written under mutex_ (so condition waits see it) and read
     // relaxed by the loop between batches; a late read only delays the stop by one batch, and
     // the join in stop() orders everything the thread did before it.
     std::atomic<bool> stopping_{false};
     mutable std::mutex mutex_;
+    std::mutex flush_mutex_;  // one completion write at a time (loop, drain(), stop())
     std::condition_variable changed_;
     std::deque<pending_delivery> requests_;
+    std::vector<delivery_ref> completions_;   // observed, not yet recorded; under mutex_
+    std::set<std::string> transactional_;     // under mutex_
     std::uint64_t idle_generation_ = 0;
     std::uint64_t idle_rounds_ = 0;
     dispatcher_stats stats_;

@@ -2,6 +2,7 @@
 #include <evbus/inbox.hpp>
 #include <evbus/memory_store.hpp>
 #include <evbus/outbox_dispatcher.hpp>
+#include <evbus/routing.hpp>
 #include <evbus/sqlite_store.hpp>
 #include <evbus/unit_of_work.hpp>
 
@@ -130,18 +131,29 @@ TEST_CASE("dispatcher: out-of-order commits t0 t1 tR t2 deliver t0 t1 t2, nothin
 TEST_CASE("dispatcher: five subscriptions, two failing: a restart resubmits only those two",
           "[outbox][dispatcher][restart]") {
     const auto path = (fresh_dir("d-five") / "app.db").string();
+    constexpr std::size_t shards = 4;
+    // Keys on other shards than alice's: the failing subscriptions retry alice's event on
+    // her shard, and these keys must not wait behind it.
+    std::vector<std::string> others;
+    const auto shard_of_key = [&](const std::string& key) {
+        return evbus::shard_of(evbus::metadata::with_key(key), shards);
+    };
+    for (int i = 0; others.size() < 3 && i < 1000; ++i) {
+        const std::string key = "user-" + std::to_string(i);
+        if (shard_of_key(key) != shard_of_key("alice")) others.push_back(key);
+    }
+    REQUIRE(others.size() == 3);
     std::atomic<bool> healthy{false};
-    std::map<std::string, int> calls;
+    std::map<std::string, std::map<std::string, int>> calls;  // subscription -> key -> calls
     std::mutex calls_mutex;
-    auto count = [&](const std::string& name) {
+    auto count = [&](const std::string& name, const money_transferred& e) {
         const std::lock_guard lock(calls_mutex);
-        ++calls[name];
+        ++calls[name][e.user_id];
     };
     auto subscribe_all = [&](test_bus& bus, std::vector<evbus::subscription>& subs) {
         for (const char* name : {"a", "b", "c"}) {
-            subs.push_back(bus.subscribe(name, [&, n = std::string(name)](const money_transferred&) {
-                count(n);
-            }));
+            subs.push_back(bus.subscribe(
+                name, [&, n = std::string(name)](const money_transferred& e) { count(n, e); }));
         }
         evbus::subscribe_options retry_forever;
         retry_forever.retry.max_attempts = 1'000'000;
@@ -150,36 +162,48 @@ TEST_CASE("dispatcher: five subscriptions, two failing: a restart resubmits only
         for (const char* name : {"d", "e"}) {
             subs.push_back(bus.subscribe(
                 name,
-                [&, n = std::string(name)](const money_transferred&) {
-                    count(n);
-                    return healthy.load() ? evbus::handler_result::ok()
-                                          : evbus::handler_result::retry("downstream is down");
+                [&, n = std::string(name)](const money_transferred& e) {
+                    count(n, e);
+                    return healthy.load() || e.user_id != "alice"
+                               ? evbus::handler_result::ok()
+                               : evbus::handler_result::retry("downstream is down");
                 },
                 retry_forever));
         }
     };
+    auto options = fast_poll();
+    options.shards = shards;
     {
         evbus::sqlite_store store(path);
         test_bus bus;
         std::vector<evbus::subscription> subs;
         subscribe_all(bus, subs);
-        dispatcher d(bus, store, fast_poll());
+        dispatcher d(bus, store, options);
         d.start();
         commit_one(store, {"alice", 1, "EUR"});
-        // Wait until the first failing one has been retried a few times, then stop (a crash
-        // would leave the same state: both deliveries pending; "e" waits behind "d" on the
-        // dispatcher thread).
+        for (const auto& key : others) commit_one(store, {key, 1, "EUR"});
+        // Wait until "d" has retried alice's event a few times and every subscription has
+        // handled the other keys' events, then stop (a crash would leave the same state).
         for (;;) {
             {
                 const std::lock_guard lock(calls_mutex);
-                if (calls["d"] >= 3) break;
+                bool others_done = true;
+                for (const char* name : {"a", "b", "c", "d", "e"}) {
+                    for (const auto& key : others) others_done = others_done && calls[name][key] == 1;
+                }
+                if (calls["d"]["alice"] >= 3 && others_done) break;
             }
             std::this_thread::sleep_for(1ms);
         }
         d.stop();
-        std::set<std::string> pending;
-        for (const auto& p : store.unfinished(std::nullopt, 10)) pending.insert(p.subscription);
-        CHECK(pending == std::set<std::string>{"d", "e"});
+        std::set<std::pair<std::string, std::string>> pending;
+        for (const auto& p : store.unfinished(std::nullopt, 10)) {
+            pending.insert({p.subscription, p.event.key});
+        }
+        CHECK(pending == std::set<std::pair<std::string, std::string>>{{"d", "alice"},
+                                                                        {"e", "alice"}});
+        const std::lock_guard lock(calls_mutex);
+        for (const char* name : {"a", "b", "c"}) CHECK(calls[name]["alice"] == 1);
     }
     calls.clear();
     healthy = true;
@@ -187,10 +211,11 @@ TEST_CASE("dispatcher: five subscriptions, two failing: a restart resubmits only
     test_bus bus;
     std::vector<evbus::subscription> subs;
     subscribe_all(bus, subs);
-    dispatcher d(bus, store, fast_poll());
+    dispatcher d(bus, store, options);
     d.start();
     REQUIRE(d.drain(drain_timeout));
-    CHECK(calls == std::map<std::string, int>{{"d", 1}, {"e", 1}});
+    using call_map = std::map<std::string, std::map<std::string, int>>;
+    CHECK(calls == call_map{{"d", {{"alice", 1}}}, {"e", {{"alice", 1}}}});
     CHECK(store.unfinished(std::nullopt, 10).empty());
 }
 
@@ -357,6 +382,9 @@ TEST_CASE("dispatcher: dead letters are requeued through the dispatcher, or disc
     REQUIRE(d.drain(drain_timeout));
     auto dead = d.dead_letters();
     REQUIRE(dead.size() == 3);
+    // Keys fail on different shards in parallel: order the letters by key.
+    std::sort(dead.begin(), dead.end(),
+              [](const auto& x, const auto& y) { return x.event.key < y.event.key; });
     CHECK(dead[0].error == "ledger offline");
     CHECK(dead[0].subscription == "ledger");
     CHECK(dead[0].attempts == 1);
@@ -410,4 +438,60 @@ TEST_CASE("dispatcher: history reads back by key and replays a subscription",
     CHECK(d.replay("balances") == 10);
     CHECK(projection == built);
     CHECK_THROWS_WITH(d.replay("nobody"), Catch::Contains("no subscription named 'nobody'"));
+}
+
+TEST_CASE("dispatcher: a parked key waits behind its persisted dead letter across a restart",
+          "[outbox][dispatcher][dead_letter][restart]") {
+    const auto path = (fresh_dir("d-park") / "app.db").string();
+    std::atomic<bool> healthy{false};
+    seen_list seen;
+    auto subscribe = [&](test_bus& bus) {
+        evbus::subscribe_options park;
+        park.retry.max_attempts = 1;
+        park.park_key_on_failure = true;
+        return bus.subscribe(
+            "ledger",
+            [&](const money_transferred& e) {
+                if (!healthy.load() && e.cents == 1) throw std::runtime_error("ledger offline");
+                seen.add(e.user_id + "#" + std::to_string(e.cents));
+            },
+            park);
+    };
+    {
+        evbus::sqlite_store store(path);
+        test_bus bus;
+        auto sub = subscribe(bus);
+        dispatcher d(bus, store, fast_poll());
+        d.start();
+        for (long cents : {1, 2, 3}) commit_one(store, {"alice", cents, "EUR"});
+        commit_one(store, {"bob", 1, "EUR"});  // bob fails too; his key parks on its own
+        commit_one(store, {"bob", 2, "EUR"});
+        REQUIRE(d.drain(drain_timeout));
+        CHECK(seen.get().empty());  // alice#2, #3 and bob#2 wait behind their keys' letters
+        CHECK(d.dead_letters().size() == 2);
+        d.stop();
+        CHECK(store.unfinished(std::nullopt, 10).size() == 3);
+    }
+    // A new process: the letters come back from the database and still park their keys.
+    evbus::sqlite_store store(path);
+    test_bus bus;
+    auto sub = subscribe(bus);
+    dispatcher d(bus, store, fast_poll());
+    d.start();
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(seen.get().empty());
+    healthy = true;
+    evbus::dead_letter_filter alice;
+    alice.key = "alice";
+    REQUIRE(d.requeue(alice) == 1);
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(seen.get() == std::vector<std::string>{"alice#1", "alice#2", "alice#3"});
+    const auto bob = d.dead_letters();
+    REQUIRE(bob.size() == 1);
+    CHECK(bob[0].event.key == "bob");
+    CHECK(d.discard(bob[0].id));  // discarding releases bob's key: bob#2 runs
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(seen.get() == std::vector<std::string>{"alice#1", "alice#2", "alice#3", "bob#2"});
+    CHECK(store.unfinished(std::nullopt, 10).empty());
+    CHECK(d.dead_letters().empty());
 }
