@@ -366,7 +366,8 @@ void engine_runtime::watch_once() {
                 !s->source_.stop_requested()) {
                 s->source_.request_stop();  // the running call's budget is spent
             }
-            if (limit > 0 && now - c.started_ns > limit && s->reported_generation_ != c.generation) {
+            if (limit > 0 && now - c.started_ns > limit &&
+                s->reported_generation_ != c.generation) {
                 s->reported_generation_ = c.generation;
                 report_stuck = true;
                 stuck.event_name = std::string(c.event_name);

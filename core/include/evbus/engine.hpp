@@ -432,16 +432,16 @@ private:
             return {};
         }
 
+        // Not from a worker (drain() and stop() assert it), so the blocking push succeeds.
         void push_marker(detail::drain_ticket& ticket) {
-            const std::error_code ec = push(true, std::in_place_type<detail::control_entry>, control_marker(ticket), metadata{}, nullptr);
+            const std::error_code ec = push_marker(true, ticket);
             EVBUS_ASSERT(!ec, "evbus: drain marker could not be queued");
         }
 
         bool push_marker_until(detail::drain_ticket& ticket, clock::time_point deadline) {
             auto pause = std::chrono::microseconds(50);
             for (;;) {
-                if (!push(false, std::in_place_type<detail::control_entry>, control_marker(ticket), metadata{},
-                          nullptr)) return true;
+                if (!push_marker(false, ticket)) return true;
                 if (clock::now() >= deadline) return false;
                 std::this_thread::sleep_for(pause);
                 if (pause < std::chrono::milliseconds(5)) pause *= 2;
@@ -475,8 +475,9 @@ private:
         }
 
     private:
-        static detail::control_entry control_marker(detail::drain_ticket& ticket) noexcept {
-            return detail::control_entry{&ticket};
+        std::error_code push_marker(bool block, detail::drain_ticket& ticket) {
+            return push(block, std::in_place_type<detail::control_entry>,
+                        detail::control_entry{&ticket}, metadata{}, nullptr);
         }
 
         void loop() noexcept {
@@ -530,8 +531,8 @@ private:
                     deliver(d);
                 }
             } catch (...) {
-                // Out of memory while recording a failure, or a dead-letter store that
-                // threw; keep the worker alive and say what happened.
+                // Out of memory while copying an event into a dead letter or a park, or
+                // while describing a failure: keep the worker alive and say what happened.
                 try {
                     runtime().report(d.meta, "",
                                     "evbus: internal error while delivering: " +
@@ -774,7 +775,9 @@ private:
         void released(slot& d) {
             const detail::delivery_extras& x = *d.extras;
             const park_state* st = park_of(x.only.front(), d.meta.key.view());
-            if (st != nullptr && st->head == x.letter_id) release(x.only.front(), d.meta.key.view());
+            if (st != nullptr && st->head == x.letter_id) {
+                release(x.only.front(), d.meta.key.view());
+            }
         }
 
         // Runs the events parked behind a resolved head, in order, until one fails again

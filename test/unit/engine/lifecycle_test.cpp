@@ -82,7 +82,8 @@ TEST_CASE("shutdown: stop racing post and drain, 15 runs: no crash, nothing lost
         threads.emplace_back([&] {
             while (!stopped) engine->drain();
         });
-        REQUIRE(wait_until([&] { return accepted.load() >= static_cast<std::uint64_t>(50 + 20 * run); }));
+        const auto enough = static_cast<std::uint64_t>(50 + 20 * run);
+        REQUIRE(wait_until([&] { return accepted.load() >= enough; }));
         const evbus::stop_report report = engine->stop(std::chrono::steady_clock::now() + 30s);
         stopped = true;
         for (auto& t : threads) t.join();
