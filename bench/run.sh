@@ -11,11 +11,15 @@ cmake --preset bench -S "$root" -B "$build" >/dev/null
 cmake --build "$build" --target evbus_bench
 
 commit=$(git -C "$root" rev-parse --short=12 HEAD)
+# "-dirty": the measured code (core/, bench/) differs from the commit.
 if ! git -C "$root" diff --quiet HEAD -- core bench; then commit="$commit-dirty"; fi
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1 |
       tr -cs 'A-Za-z0-9.' '-' | sed 's/-*$//')
 compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
-compiler_id="$(basename "$compiler")-$("$compiler" -dumpfullversion)"
+case "$("$compiler" --version | head -n 1)" in
+    *clang*) compiler_id="clang-$("$compiler" -dumpversion)" ;;
+    *) compiler_id="gcc-$("$compiler" -dumpfullversion)" ;;
+esac
 mkdir -p "$root/bench/results"
 out="$root/bench/results/$(date -u +%Y%m%d-%H%M)-$commit-$cpu-$compiler_id.txt"
 
