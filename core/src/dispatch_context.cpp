@@ -25,9 +25,13 @@ std::uint32_t frames_of(const subscription_state* sub) noexcept {
 }
 
 void stamp(metadata& meta, std::string_view name, std::uint32_t version) noexcept {
-    if (meta.id.is_nil()) meta.id = event_id::generate();
-    if (meta.occurred_at == std::chrono::system_clock::time_point{}) {
-        meta.occurred_at = std::chrono::system_clock::now();
+    // One clock read serves both the id and the time: it is most of what stamping costs.
+    const bool needs_id = meta.id.is_nil();
+    const bool needs_time = meta.occurred_at == std::chrono::system_clock::time_point{};
+    if (needs_id || needs_time) {
+        const auto now = std::chrono::system_clock::now();
+        if (needs_id) meta.id = event_id::generate(now);
+        if (needs_time) meta.occurred_at = now;
     }
     meta.event_name = name;
     meta.schema_version = version;

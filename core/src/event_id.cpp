@@ -37,11 +37,12 @@ int hex_value(char c) noexcept {
 
 }  // namespace
 
-event_id event_id::generate() noexcept {
+event_id event_id::generate() noexcept { return generate(std::chrono::system_clock::now()); }
+
+event_id event_id::generate(std::chrono::system_clock::time_point now) noexcept {
     thread_local generator gen;
-    const auto now = std::chrono::system_clock::now().time_since_epoch();
     auto ms = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
     if (ms > gen.last_ms) {
         gen.last_ms = ms;
         gen.seq = 0;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <compare>
 #include <cstdint>
 #include <optional>
@@ -26,6 +27,9 @@ public:
 
     /// A fresh UUIDv7. Thread-safe, never allocates.
     [[nodiscard]] static event_id generate() noexcept;
+    /// A fresh UUIDv7 for a time the caller already read (saves a clock read when the caller
+    /// also needs the time, as stamping metadata does).
+    [[nodiscard]] static event_id generate(std::chrono::system_clock::time_point now) noexcept;
 
     /// Parses the canonical 36-character form (8-4-4-4-12 hex digits, either case).
     [[nodiscard]] static std::optional<event_id> parse(std::string_view text) noexcept;
