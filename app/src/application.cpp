@@ -29,6 +29,12 @@ auto or_startup_error(const std::filesystem::path& db, F&& step) {
     }
 }
 
+evbus::dispatcher_options dispatcher_options(const settings& s) {
+    evbus::dispatcher_options o;
+    o.shards = s.shards;
+    return o;
+}
+
 }  // namespace
 
 // ---- latency_probe ---------------------------------------------------------------------------
@@ -90,7 +96,7 @@ application::application(settings s)
           db_path_,
           [&] { return evbus::sqlite_store(db_path_.string(), store_options(settings_)); })),
       counting_(sqlite_),
-      dispatcher_(bus_, counting_),
+      dispatcher_(bus_, counting_, dispatcher_options(settings_)),
       receipt_file_(settings_.sink
                         ? nullptr
                         : std::make_shared<receipt_file>(settings_.data_dir / "receipts.log")),

@@ -43,10 +43,11 @@ class startup_error : public std::runtime_error {
 struct settings {
     std::filesystem::path data_dir = "payments-data";
     evbus::sync_mode sync = evbus::sync_mode::full;
-    std::uint32_t attempts = 3;                        ///< per delivery, first one included
-    std::chrono::milliseconds retry_delay{2};          ///< before the first retry; doubles
-    std::chrono::milliseconds handler_timeout{0};      ///< zero: no time budget
-    contract::handler_probe probe;                     ///< fault injection; null: none
+    std::uint32_t attempts = 3;                    ///< per delivery, first one included
+    std::chrono::milliseconds retry_delay{2};      ///< before the first retry; doubles
+    std::chrono::milliseconds handler_timeout{0};  ///< zero: no time budget
+    std::size_t shards = 2;         ///< the engine's worker threads that run the handlers
+    contract::handler_probe probe;  ///< fault injection; null: none
     std::shared_ptr<notification::receipt_sink> sink;  ///< null: receipts.log in data_dir
 };
 

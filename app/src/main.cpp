@@ -76,6 +76,10 @@ int main(int argc, char** argv) {
     run_cmd->add_option("--users,-u", run.users, "simulated users, one wallet each")
         ->check(CLI::Range(std::uint32_t{2}, std::uint32_t{1'000'000}))
         ->capture_default_str();
+    run_cmd
+        ->add_option("--shards,-s", s.shards, "engine shards (worker threads) running the handlers")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{256}))
+        ->capture_default_str();
     run_cmd->add_option("--clients", run.clients, "threads sending transfers")
         ->check(CLI::Range(std::uint32_t{1}, std::uint32_t{64}))
         ->capture_default_str();

@@ -270,7 +270,8 @@ int run_command(const settings& base, const run_options& o, std::ostream& out, s
     if (!plan) plan = create_run(app.store(), o.transfers, o.users, o.seed);
 
     out << (resumed ? "resuming run " : "run ") << plan->id << ": " << grouped(plan->transfers)
-        << " transfers from " << grouped(plan->users) << " users (seed " << plan->seed << ")"
+        << " transfers from " << grouped(plan->users) << " users over " << s.shards
+        << " shards (seed " << plan->seed << ")"
         << ", database " << app.database_path().string()
         << " (synchronous=" << (s.sync == evbus::sync_mode::full ? "FULL" : "NORMAL") << ")\n";
     if (resumed && (plan->transfers != o.transfers || plan->users != o.users)) {
