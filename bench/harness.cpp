@@ -79,6 +79,7 @@ void print_group(const bench_group& g, const std::vector<std::vector<double>>& r
         const spread p = summarize(paired);
         std::printf("   %5.2fx [%.2f..%.2f]\n", subject.median / s.median, p.min, p.max);
     }
+    std::printf("csv fields: group,case,min/s,median/s,max/s,evbus median ratio,reorders\n");
     for (std::size_t c = 0; c < g.cases.size(); ++c) {
         const spread s = summarize(rates[c]);
         std::printf("csv,%s,%s,%.0f,%.0f,%.0f,%.3f,%llu\n", g.title.c_str(),

@@ -189,11 +189,12 @@ run_result run_pipeline(std::size_t producers, std::size_t shards, const bench_c
 
 bench_group pipeline_group(std::size_t producers, std::size_t shards) {
     bench_group g;
-    g.title = "full pipeline, " + std::to_string(producers) + " producer(s) x " +
-              std::to_string(shards) + " shard(s), vs moodycamel hand-off " +
+    // No commas: the title is a field of the csv lines.
+    g.title = "full pipeline: " + std::to_string(producers) + " producer(s) x " +
+              std::to_string(shards) + " shard(s) vs moodycamel hand-off " +
               std::to_string(producers) + "P->1C";
     g.cases.push_back(bench_case{
-        "evbus::engine post -> handler (8 types, 1000 keys)",
+        "evbus::engine post -> handler (8 types; 1000 keys)",
         [producers, shards](const bench_config& c) {
             return run_pipeline(producers, shards, c);
         }});
@@ -297,6 +298,7 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
                 "p99 %.0f ns, p99.9 %.0f ns, max %.0f ns\n",
                 peak_per_s / 1e6, l.offered_per_s / 1e6,
                 static_cast<unsigned long long>(latency_events), l.p50, l.p99, l.p999, l.max);
+    std::printf("csv fields: latency,scenario,offered/s,p50 ns,p99 ns,p99.9 ns,max ns\n");
     std::printf("csv,latency,1x1,%.0f,%.0f,%.0f,%.0f,%.0f\n", l.offered_per_s, l.p50, l.p99,
                 l.p999, l.max);
 
@@ -331,7 +333,7 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
             }
             std::printf("engine thread %ld: %.3f%% CPU\n", tid,
                         100.0 * static_cast<double>(ns_b - ns_a) / wall_ns);
-            std::printf("csv,idle_cpu,%ld,%.4f\n", tid,
+            std::printf("csv,idle_cpu,%ld,%.4f (fields: tid,percent)\n", tid,
                         100.0 * static_cast<double>(ns_b - ns_a) / wall_ns);
         }
     }
@@ -363,7 +365,7 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
                     static_cast<unsigned long long>(*hi / 1024),
                     static_cast<long long>(rss.back() / 1024) -
                         static_cast<long long>(rss[1] / 1024));
-        std::printf("csv,rss,%llu,%llu,%llu\n", static_cast<unsigned long long>(rss[1]),
+        std::printf("csv,rss,%llu,%llu,%llu (fields: bytes after warm-up,at end,max)\n", static_cast<unsigned long long>(rss[1]),
                     static_cast<unsigned long long>(rss.back()),
                     static_cast<unsigned long long>(*hi));
         if (handled_total(engine) != total) {

@@ -291,8 +291,8 @@ bench_case moodycamel_handoff_case(std::size_t producers) {
 }
 
 std::vector<bench_group> queue_groups(const bench_config&) {
-    return {make_group("ring only, 1 producer -> 1 consumer", 1),
-            make_group("ring only, 2 producers -> 1 consumer", 2)};
+    return {make_group("ring only: 1 producer -> 1 consumer", 1),
+            make_group("ring only: 2 producers -> 1 consumer", 2)};
 }
 
 }  // namespace evbus_bench

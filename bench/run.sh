@@ -21,7 +21,13 @@ case "$("$compiler" --version | head -n 1)" in
     *) compiler_id="gcc-$("$compiler" -dumpfullversion)" ;;
 esac
 mkdir -p "$root/bench/results"
-out="$root/bench/results/$(date -u +%Y%m%d-%H%M)-$commit-$cpu-$compiler_id.txt"
+# A --pin run says so in the name; seconds keep back-to-back runs apart.
+pin=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    if [[ "${args[i]}" == "--pin" && $((i + 1)) -lt ${#args[@]} ]]; then pin="-pin-${args[i + 1]}"; fi
+done
+out="$root/bench/results/$(date -u +%Y%m%d-%H%M%S)-$commit-$cpu-$compiler_id$pin.txt"
 
 {
     echo "commit:     $commit"
