@@ -55,11 +55,13 @@ int main(int argc, char** argv) {
 
     settings s;
     std::string data_dir = "payments-data";
-    std::string sync = "full";
+    std::string sync = "normal";
     cli.add_option("--data-dir", data_dir,
                    "working directory for the database (payments.db), created if absent")
         ->capture_default_str();
-    cli.add_option("--sync", sync, "SQLite durability: full (default) or normal")
+    cli.add_option("--sync", sync,
+                   "SQLite durability: normal survives a process crash, full also a power loss "
+                   "(one fsync per transaction)")
         ->check(CLI::IsMember({"full", "normal"}))
         ->capture_default_str();
 
