@@ -114,6 +114,36 @@ void client_loop(application& app, const run_plan& plan, const run_options& o,
     }
 }
 
+// The engine's counters per shard and per subscription (empty once delivery stopped).
+nlohmann::json engine_json(const evbus::engine_metrics& m) {
+    nlohmann::json shards = nlohmann::json::array();
+    for (const auto& sh : m.shards) {
+        shards.push_back({{"shard", sh.shard},
+                          {"accepted", sh.accepted},
+                          {"handled", sh.handled},
+                          {"failed", sh.failed},
+                          {"retried", sh.retried},
+                          {"dead_lettered", sh.dead_lettered},
+                          {"parked", sh.parked},
+                          {"queue_depth", sh.queue_depth}});
+    }
+    nlohmann::json subscriptions = nlohmann::json::array();
+    for (const auto& su : m.subscriptions) {
+        subscriptions.push_back({{"name", su.name},
+                                 {"handled", su.handled},
+                                 {"failed", su.failed},
+                                 {"retried", su.retried},
+                                 {"dead_lettered", su.dead_lettered},
+                                 {"parked", su.parked},
+                                 {"handler_latency_ns",
+                                  {{"count", su.latency.count},
+                                   {"p50", su.latency.p50.count()},
+                                   {"p99", su.latency.p99.count()},
+                                   {"p999", su.latency.p999.count()}}}});
+    }
+    return {{"shards", std::move(shards)}, {"subscriptions", std::move(subscriptions)}};
+}
+
 nlohmann::json snapshot(application& app, const run_plan& plan, const client_counts& counts,
                         const fault_injector& faults, double seconds, bool finished) {
     const auto d = app.delivery().stats();
@@ -141,6 +171,8 @@ nlohmann::json snapshot(application& app, const run_plan& plan, const client_cou
                    {"slow_calls", faults.slow_calls()},
                    {"timeouts", faults.timeouts()}};
     j["receipts_sent_to_file"] = app.receipts_sent();
+
+    j["engine"] = engine_json(app.delivery().metrics());
     return j;
 }
 
@@ -303,6 +335,7 @@ int run_command(const settings& base, const run_options& o, std::ostream& out, s
         mon.stop();
     }
     const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+    const auto final_metrics = app.delivery().metrics();  // the engine stops with delivery
     app.stop();
 
     const bool all_sent = counts.rejected.load() == 0 && counts.first_error.empty();
@@ -365,7 +398,9 @@ int run_command(const settings& base, const run_options& o, std::ostream& out, s
     }
     out << (ok ? "all checks passed\n" : "some checks FAILED\n");
 
-    save_snapshot(metrics_file(s), snapshot(app, *plan, counts, faults, seconds, true));
+    auto final_snapshot = snapshot(app, *plan, counts, faults, seconds, true);
+    final_snapshot["engine"] = engine_json(final_metrics);
+    save_snapshot(metrics_file(s), final_snapshot);
     return ok ? exit_ok : exit_check_failed;
 }
 

@@ -406,6 +406,13 @@ public:
         return stats_;
     }
 
+    /// The delivering engine's per-shard and per-subscription metrics (evbus/engine.hpp);
+    /// empty when the dispatcher is not running. Thread-safe, except against start() and
+    /// stop(); racy snapshot.
+    [[nodiscard]] engine_metrics metrics() const {
+        return engine_ ? engine_->metrics() : engine_metrics{};
+    }
+
     // ---- dead letters ----------------------------------------------------------------------
     [[nodiscard]] std::vector<dead_letter_entry> dead_letters(const dead_letter_filter& f = {}) {
         return store_.dead_letters(f);

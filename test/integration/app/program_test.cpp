@@ -255,6 +255,10 @@ TEST_CASE(
     CHECK(r.status == 0);
     CHECK_THAT(r.output, Catch::Contains("\"run\": 1"));
     CHECK_THAT(r.output, Catch::Contains("200 transfers, 200 receipts"));
+    // The engine's snapshot: per shard and per subscription, with handler latency.
+    CHECK_THAT(r.output, Catch::Contains("\"shard\": 0"));
+    CHECK_THAT(r.output, Catch::Contains("\"name\": \"notification.receipts\""));
+    CHECK_THAT(r.output, Catch::Contains("\"handler_latency_ns\""));
 
     r = demo(dir, {"replay", "analytics"});
     INFO(r.output);
