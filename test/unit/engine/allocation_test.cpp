@@ -11,38 +11,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "counting_new.hpp"
+
 #include "engine_test_support.hpp"
 
-namespace {
-std::atomic<std::size_t> allocations{0};
-
-void* counted_alloc(std::size_t n) {
-    allocations.fetch_add(1, std::memory_order_relaxed);  // a count, no ordering needed
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-}  // namespace
-
-// Every non-aligned form is replaced so new and delete stay paired under the sanitizers;
-// GCC cannot see that malloc and free are this file's own pairing, hence the pragma.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) { return counted_alloc(n); }
-void* operator new[](std::size_t n) { return counted_alloc(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    allocations.fetch_add(1, std::memory_order_relaxed);  // as in counted_alloc
-    return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& tag) noexcept {
-    return operator new(n, tag);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 using namespace engine_test;
 
@@ -68,7 +40,7 @@ TEST_CASE("allocation: posting and handling non-allocating events allocates noth
     engine.drain();
     const std::uint64_t handled_before = handled.load();
 
-    const std::size_t before = allocations.load(std::memory_order_relaxed);  // see above
+    const std::size_t before = evbus_test::allocation_count();
     for (std::uint32_t i = 0; i < measured; ++i) {
         engine.post(tick{i % 100, 1, i});  // blocking post, keyed
         engine.post(ping{static_cast<int>(i)});  // keyless
@@ -77,7 +49,7 @@ TEST_CASE("allocation: posting and handling non-allocating events allocates noth
         }
     }
     engine.drain();
-    const std::size_t after = allocations.load(std::memory_order_relaxed);
+    const std::size_t after = evbus_test::allocation_count();
 
     CHECK(handled.load() - handled_before == 3ULL * measured);
     CHECK(after - before == 0);

@@ -18,37 +18,8 @@
 
 #include <catch2/catch.hpp>
 
-// Counts global allocations so a test can prove the ring path does not allocate. Every
-// non-aligned form is replaced, so new and delete stay paired under the sanitizers too; GCC
-// cannot see that malloc and free are this file's own pairing, hence the pragma.
-namespace {
-std::atomic<std::size_t> allocations{0};
+#include "counting_new.hpp"
 
-void* counted_alloc(std::size_t n) {
-    allocations.fetch_add(1, std::memory_order_relaxed);  // a statistic, no ordering needed
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-}  // namespace
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) { return counted_alloc(n); }
-void* operator new[](std::size_t n) { return counted_alloc(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    allocations.fetch_add(1, std::memory_order_relaxed);  // as in counted_alloc
-    return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& tag) noexcept {
-    return operator new(n, tag);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace {
 
@@ -247,7 +218,7 @@ TEST_CASE("ring: a throwing constructor in try_emplace leaves no claimed slot be
 
 TEST_CASE("ring: push and pop of a 64-byte payload never allocate", "[core][ring]") {
     mpsc_ring<payload64> ring(64);
-    const std::size_t before = allocations.load(std::memory_order_relaxed);
+    const std::size_t before = evbus_test::allocation_count();
     std::uint64_t sum = 0;
     for (std::uint64_t i = 0; i < 10'000; ++i) {
         payload64 p;
@@ -263,7 +234,7 @@ TEST_CASE("ring: push and pop of a 64-byte payload never allocate", "[core][ring
         }
     }
     ring.consume([&](payload64& q) { sum += q.words[0]; }, 64);
-    const std::size_t after = allocations.load(std::memory_order_relaxed);
+    const std::size_t after = evbus_test::allocation_count();
     CHECK(after == before);
     CHECK(sum == 10'000ULL * 9'999ULL / 2);
 }
