@@ -6,33 +6,41 @@
 // allocates per event.
 //
 // Invariants:
-// - Every slot carries a sequence number that includes the lap. For the position `pos`
-//   (a 64-bit counter that never wraps in practice) and its slot `pos & mask`:
-//     sequence == pos              the slot is free for the producer that claims `pos`;
-//     sequence == pos + 1          the value of `pos` is published and may be read;
-//     sequence == pos + capacity   the consumer freed it; free for position pos + capacity.
-//   A producer writes into the slot of `pos` only after it saw `sequence == pos`, and only
-//   one producer owns `pos` (claimed by CAS in try_push, by increment in push), so a slot
-//   whose producer is preempted mid-push cannot be taken by another: the next lap needs
-//   `sequence == pos + capacity`, which only the consumer writes, and only after it read
-//   this slot's value.
-// - The consumer reads positions strictly in order and never skips a slot that is claimed
-//   but not yet published. Each producer's claims are increasing (the claim counter only
-//   grows), hence per-producer FIFO holds whatever the scheduler does, also with more
-//   threads than cores.
+// - Positions are 64-bit counters that never wrap in practice; position `pos` lives in slot
+//   `pos & mask`. Producers claim positions from tail_ (by CAS in try_push, by increment in
+//   push), so every position has exactly one producer. The consumer reads positions strictly
+//   in order; head_ is the first position it has not finished, and it publishes head_ in
+//   head_published_ after each batch.
+// - Every slot carries a sequence number that includes the lap: `sequence == pos + 1` says
+//   the value of `pos` is published. Last lap's value in that slot carries pos - capacity + 1,
+//   so the consumer can never mistake it for the current one.
+// - A producer writes the slot of `pos` only after it saw `pos < head_published_ +
+//   capacity`, i.e. the consumer has finished (and destroyed) position pos - capacity. The
+//   consumer never passes a position that is claimed but not yet published, so a producer
+//   preempted mid-push cannot be overtaken: the next producer for its slot (pos + capacity)
+//   waits until the consumer has passed pos, which needs the slow producer's publish.
+//   Each producer's claims are increasing, hence per-producer FIFO holds whatever the
+//   scheduler does, also with more threads than cores.
+//
+// Why a published cursor rather than per-slot frees (Vyukov's bounded queue writes each
+// slot's sequence again when it frees it): the consumer then only ever reads the slots'
+// cache lines, so a producer reclaiming a line next lap only invalidates a shared copy
+// instead of fetching a modified one back from the consumer's core, and the consumer writes
+// one line per batch instead of one per event. Measured on the 2-core VM against the
+// per-slot version (docs/benchmarks.md): 1 producer about 1.5x, 2 producers about 2x.
 //
 // Progress: producers are lock-free with respect to each other (a failed claim means another
 // producer succeeded); push() waits only for the consumer, and only when the ring is full.
 // The consumer can be held up by one producer preempted between its claim and its publish;
-// it then sees "empty" until that producer runs again (inherent to Vyukov-style bounded
-// queues; the price of keeping order).
+// it then sees "empty" until that producer runs again (inherent to bounded queues that keep
+// order; the price of per-producer FIFO).
 //
 // Memory ordering:
 // - Data. A producer constructs the value and then publishes with a release store of the
 //   slot's sequence [R1]; the consumer's acquire load of the sequence [A2] pairs with it, so
-//   it sees the whole value. The consumer destroys the value and frees the slot with a release
-//   store [R2]; the producer's acquire load [A1] pairs with it, so the destructor's writes
-//   happen before the next construction in that slot.
+//   it sees the whole value. The consumer destroys the values of a batch and then publishes
+//   its cursor with a release store [R2]; a producer's acquire load of the cursor [A1] pairs
+//   with it, so the destructors' writes happen before the next construction in those slots.
 // - Consumer sleep (Dekker). A producer claims with a seq_cst RMW on tail_ [S1] and, after
 //   publishing, reads consumer_sleeping_ with a seq_cst load [S2]. The consumer, before it
 //   blocks, announces itself with a seq_cst exchange on consumer_sleeping_ [S3] and then
@@ -43,14 +51,15 @@
 //   so the fast path costs nothing extra; only a producer that sees the announcement touches
 //   the futex (exchange + notify_one).
 // - Producers blocked on a full ring (Dekker through one RMW each). A producer about to
-//   block increments producers_waiting_ (acq_rel RMW [W1]) and only then re-checks its slot.
-//   After freeing a batch, the consumer does an acq_rel RMW on producers_waiting_ [W2]. The
-//   two RMWs are ordered in the counter's modification order: either W2 comes later and reads
-//   the waiter (so the consumer bumps space_epoch_ and notifies), or W1 comes later, reads
-//   W2's value and synchronises with it, so the producer's re-check sees the freed slots. The
-//   epoch is read (acquire [W3]) before the re-check; if the consumer's bump (release [W4])
-//   happens before that read, the frees are visible to the re-check; if after, the wait on
-//   the old epoch returns at once. The consumer pays one uncontended RMW per freed batch.
+//   block increments producers_waiting_ (acq_rel RMW [W1]) and only then re-checks the
+//   cursor. After publishing a batch, the consumer does an acq_rel RMW on producers_waiting_
+//   [W2]. The two RMWs are ordered in the counter's modification order: either W2 comes later
+//   and reads the waiter (so the consumer bumps space_epoch_ and notifies), or W1 comes
+//   later, reads W2's value and synchronises with it, so the producer's re-check sees the new
+//   cursor. The epoch is read (acquire [W3]) before the re-check; if the consumer's bump
+//   (release [W4]) happens before that read, the cursor is visible to the re-check; if after,
+//   the wait on the old epoch returns at once. The consumer pays one uncontended RMW per
+//   batch.
 //
 // Thread-safety: try_push, try_emplace, push, wake_consumer, approx_size and capacity are
 // thread-safe. try_pop, consume and wait_for_items are consumer only: one thread at a time
@@ -86,8 +95,17 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-/// A hint to fetch the cache line at `p` for writing (x86 prefetchw); no effect on results.
-inline void prefetch_for_write(const void* p) noexcept { __builtin_prefetch(p, 1, 3); }
+/// A hint to fetch the cache line at `p` in a state that allows writing; no effect on
+/// results. On x86-64 this is PREFETCHW written out, because GCC turns
+/// __builtin_prefetch(p, 1, ...) into a plain read prefetch unless the whole build enables
+/// -mprfchw; CPUs without the instruction (Intel before Broadwell) execute it as a NOP.
+inline void prefetch_for_write(const void* p) noexcept {
+#if defined(__x86_64__)
+    asm volatile("prefetchw %0" : : "m"(*static_cast<const unsigned char*>(p)));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
 
 }  // namespace detail
 
@@ -107,7 +125,7 @@ public:
     static constexpr int spin_rounds = 64;
     static constexpr int yield_rounds = 16;
     /// A producer warms the slot this many positions ahead of its own (see prefetch_ahead).
-    static constexpr std::size_t prefetch_distance = 4;
+    static constexpr std::size_t prefetch_distance = 3;
 
     /// Creates an empty ring of `capacity` slots. Throws std::invalid_argument naming the
     /// value unless it is a power of two >= 2; std::bad_alloc when memory runs out.
@@ -115,9 +133,11 @@ public:
     explicit mpsc_ring(std::size_t capacity)
         : mask_(checked_capacity(capacity) - 1), slots_(new slot[capacity]) {
         for (std::size_t i = 0; i < capacity; ++i) {
-            // Relaxed: no other thread can see the ring before its constructor returns; the
-            // hand-off of the ring to other threads (thread start, a mutex) publishes it.
-            slots_[i].sequence.store(i, std::memory_order_relaxed);
+            // "Published one lap ago" for position i: never equal to i + 1, so the consumer
+            // sees every slot as empty. Relaxed: no other thread can see the ring before its
+            // constructor returns; handing the ring to other threads (thread start, a mutex)
+            // publishes it.
+            slots_[i].sequence.store(i - capacity + 1, std::memory_order_relaxed);
         }
     }
 
@@ -179,20 +199,19 @@ public:
     }
 
     /// Moves `v` into the ring, blocking while it is full. The position is taken at once
-    /// (one atomic increment, cheaper than try_push's compare-and-swap); if the slot still
-    /// holds last lap's value the caller spins, then yields, then sleeps until the consumer
-    /// frees it. Blocked pushers are therefore served in arrival order and a try_push cannot
-    /// overtake them. Never returns without having queued `v`, so it waits forever if the
-    /// consumer never runs again.
+    /// (one atomic increment, cheaper than try_push's compare-and-swap); if the consumer has
+    /// not yet finished last lap's value in that slot the caller spins, then yields, then
+    /// sleeps until it has. Blocked pushers are therefore served in arrival order and a
+    /// try_push cannot overtake them. Never returns without having queued `v`, so it waits
+    /// forever if the consumer never runs again.
     /// Thread-safe; producers. Lock-free while the ring has room, else blocking; never
     /// allocates.
     void push(T&& v) noexcept {
         // [S1] seq_cst RMW, like the CAS in claim(): the Dekker pair with [S3]/[S4].
         const std::size_t pos = tail_.fetch_add(1, std::memory_order_seq_cst);
         prefetch_ahead(pos);
+        if (!slot_free(pos)) wait_until_free(pos);
         slot& s = slot_at(pos);
-        // [A1] pairs with [R2] in release(): last lap's destruction happens before ours.
-        if (s.sequence.load(std::memory_order_acquire) != pos) wait_until_free(s, pos);
         ::new (static_cast<void*>(s.storage)) T(std::move(v));
         publish(s, pos);
     }
@@ -206,11 +225,11 @@ public:
         return take_front(s);
     }
 
-    /// Calls `f(T&)` for up to `max_items` ready values in order, then destroys them and frees
-    /// their slots in one pass; returns how many it handed to `f`. If `f` throws, the value it
-    /// was given and those before it are destroyed and freed, and the exception propagates;
-    /// later values stay queued. `f` must not use this ring's consumer members.
-    /// Consumer only. O(n); never allocates.
+    /// Calls `f(T&)` for up to `max_items` ready values in order, destroying each after its
+    /// call, then frees the batch's slots at once; returns how many it handed to `f`. If `f`
+    /// throws, the value it was given and those before it are destroyed and freed, and the
+    /// exception propagates; later values stay queued. `f` must not use this ring's consumer
+    /// members. Consumer only. O(n); never allocates.
     template <class F>
     std::size_t consume(F&& f, std::size_t max_items) {
         std::size_t n = 0;
@@ -219,7 +238,8 @@ public:
             slot& s = slot_at(head_ + n);
             // [A2] pairs with [R1] in publish().
             if (s.sequence.load(std::memory_order_acquire) != head_ + n + 1) break;
-            ++n;  // counted before the call, so the guard frees it even if f throws
+            const value_guard destroy{*s.value()};  // also when f throws
+            ++n;  // counted before the call, so the batch guard frees it even if f throws
             f(*s.value());
         }
         return n;
@@ -277,7 +297,7 @@ public:
     /// returns, clamped to [0, capacity()]. Thread-safe. O(1).
     [[nodiscard]] std::size_t approx_size() const noexcept {
         // Relaxed: a monitoring value with no ordering promise (see above).
-        const std::size_t head = head_shadow_.load(std::memory_order_relaxed);
+        const std::size_t head = head_published_.load(std::memory_order_relaxed);
         const std::size_t tail = tail_.load(std::memory_order_relaxed);
         if (tail <= head) return 0;
         return tail - head < capacity() ? tail - head : capacity();
@@ -289,6 +309,16 @@ private:
         alignas(T) unsigned char storage[sizeof(T)];
 
         T* value() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
+    };
+
+    // Destroys one consumed value when consume()'s step ends, also by exception.
+    struct value_guard {
+        explicit value_guard(T& v) noexcept : value(v) {}
+        value_guard(const value_guard&) = delete;
+        value_guard& operator=(const value_guard&) = delete;
+        ~value_guard() { value.~T(); }
+
+        T& value;
     };
 
     // Frees the batch [head_, head_ + n) when a consume() ends, also by exception.
@@ -312,31 +342,28 @@ private:
 
     slot& slot_at(std::size_t pos) noexcept { return slots_[pos & mask_]; }
 
+    // True when the consumer has finished position pos - capacity, so the slot of `pos` may
+    // be written. Signed: claim() may hold a stale tail below the cursor; it then reads
+    // "free" and its CAS fails and reloads.
+    bool slot_free(std::size_t pos) const noexcept {
+        // [A1] pairs with [R2] in release(): last lap's destruction happens before ours.
+        const std::size_t head = head_published_.load(std::memory_order_acquire);
+        return static_cast<std::ptrdiff_t>(pos - head) < static_cast<std::ptrdiff_t>(mask_ + 1);
+    }
+
     // Claims the next position for this producer into `pos`; false when the ring is full.
     bool claim(std::size_t& pos) noexcept {
         // Relaxed: only a starting guess; the CAS below validates it.
         pos = tail_.load(std::memory_order_relaxed);
         for (;;) {
-            const slot& s = slot_at(pos);
-            // [A1] pairs with [R2] in release(): the previous value's destruction in this
-            // slot happens before our construction.
-            const std::size_t seq = s.sequence.load(std::memory_order_acquire);
-            const auto lag = static_cast<std::ptrdiff_t>(seq - pos);
-            if (lag == 0) {
-                // [S1] seq_cst on success: the Dekker pair with [S3]/[S4] in
-                // wait_for_items(). Relaxed on failure: pos is just reloaded.
-                if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
-                                                std::memory_order_relaxed)) {
-                    prefetch_ahead(pos);
-                    return true;
-                }
-            } else if (lag < 0) {
-                // The slot still holds (or is being given) last lap's value, or a blocked
-                // push() already owns this position: full either way.
-                return false;
-            } else {
-                // Another producer took pos; relaxed for the same reason as above.
-                pos = tail_.load(std::memory_order_relaxed);
+            // The cursor only grows, so a slot free now stays free for this position.
+            if (!slot_free(pos)) return false;  // full, or a blocked push() owns pos already
+            // [S1] seq_cst on success: the Dekker pair with [S3]/[S4] in
+            // wait_for_items(). Relaxed on failure: the CAS reloads pos for the next round.
+            if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
+                                            std::memory_order_relaxed)) {
+                prefetch_ahead(pos);
+                return true;
             }
         }
     }
@@ -344,10 +371,8 @@ private:
     // Asks for the cache lines of the slot prefetch_distance positions ahead, for writing.
     // Each claim is a locked RMW, which waits until this producer's earlier stores have
     // reached its cache; without the hint every push therefore waited for the previous
-    // slot's lines to arrive (from L2, or from the consumer's core). With it they are
-    // already on their way. Measured with bench/ --pin on the (busy) 2-core machine, medians
-    // of 7 interleaved runs: 1 producer -> 1 consumer +18% sharing a core, +5% on two
-    // cores; 2 producers -> 1 within the noise (-12% shared, +1% on two cores).
+    // slot's lines to come over from the consumer's core. With it they are already on their
+    // way. Distance 3 was the best of 2, 3, 4, 8 and 16 on the 2-core VM (docs/benchmarks.md).
     void prefetch_ahead(std::size_t pos) noexcept {
         const auto* line =
             reinterpret_cast<const unsigned char*>(&slot_at(pos + prefetch_distance));
@@ -356,24 +381,23 @@ private:
         }
     }
 
-    // push() owns `pos` but its slot still holds last lap's value: wait for the consumer.
-    void wait_until_free(const slot& s, std::size_t pos) noexcept {
-        // [A1] (all loads below) pairs with [R2] in release().
+    // push() owns `pos` but the consumer has not finished last lap's value in its slot yet.
+    void wait_until_free(std::size_t pos) noexcept {
         for (int i = 0; i < spin_rounds; ++i) {
             detail::cpu_relax();
-            if (s.sequence.load(std::memory_order_acquire) == pos) return;
+            if (slot_free(pos)) return;
         }
         for (int i = 0; i < yield_rounds; ++i) {
             std::this_thread::yield();
-            if (s.sequence.load(std::memory_order_acquire) == pos) return;
+            if (slot_free(pos)) return;
         }
         for (;;) {
             // [W1] announce; acq_rel so that reading W2's value synchronises with the
-            // consumer's frees (see "Memory ordering").
+            // consumer's cursor store (see "Memory ordering").
             producers_waiting_.fetch_add(1, std::memory_order_acq_rel);
-            // [W3] pairs with [W4]: an epoch read after a bump sees the frees before it.
+            // [W3] pairs with [W4]: an epoch read after a bump sees the cursor before it.
             const std::uint32_t epoch = space_epoch_.load(std::memory_order_acquire);
-            const bool free = s.sequence.load(std::memory_order_acquire) == pos;
+            const bool free = slot_free(pos);
             if (!free) space_epoch_.wait(epoch, std::memory_order_acquire);
             // Relaxed: the counter only decides whether the consumer notifies; a stale
             // (higher) value costs it one spurious notify, never a lost wake-up.
@@ -394,22 +418,16 @@ private:
         }
     }
 
-    // Destroys and frees [head_, head_ + n), advances head_ and wakes blocked producers.
+    // Frees [head_, head_ + n), whose values are already destroyed: advances and publishes
+    // the cursor, and wakes blocked producers.
     void release(std::size_t n) noexcept {
         if (n == 0) return;
-        const std::size_t lap = capacity();
-        for (std::size_t i = 0; i < n; ++i) {
-            slot& s = slot_at(head_ + i);
-            s.value()->~T();
-            // [R2] frees the slot for the next lap; pairs with [A1] in claim().
-            s.sequence.store(head_ + i + lap, std::memory_order_release);
-        }
         head_ += n;
-        // Relaxed: read only by approx_size(), which promises no ordering.
-        head_shadow_.store(head_, std::memory_order_relaxed);
+        // [R2] frees the batch's slots for the next lap; pairs with [A1] in slot_free().
+        head_published_.store(head_, std::memory_order_release);
         // [W2] acq_rel RMW, the consumer's half of the blocked-producer handshake.
         if (producers_waiting_.fetch_add(0, std::memory_order_acq_rel) != 0) {
-            // [W4] release pairs with [W3] in push().
+            // [W4] release pairs with [W3] in wait_until_free().
             space_epoch_.fetch_add(1, std::memory_order_release);
             space_epoch_.notify_all();
         }
@@ -419,6 +437,7 @@ private:
     // the optional is built in place (no second move).
     std::optional<T> take_front(slot& s) noexcept {
         std::optional<T> out(std::in_place, std::move(*s.value()));
+        s.value()->~T();
         release(1);
         return out;
     }
@@ -438,9 +457,11 @@ private:
     // Written by the consumer only while it goes to sleep; read by every push.
     alignas(cache_line_size) std::atomic<std::uint32_t> consumer_sleeping_{0};
 
-    // The consumer's line; producers touch it only when they are about to block.
+    // The consumer's published cursor: written once per batch, read by every push.
+    alignas(cache_line_size) std::atomic<std::size_t> head_published_{0};
+
+    // The consumer's own line; producers touch it only when they are about to block.
     alignas(cache_line_size) std::size_t head_ = 0;
-    std::atomic<std::size_t> head_shadow_{0};
     std::atomic<std::uint32_t> producers_waiting_{0};
     std::atomic<std::uint32_t> space_epoch_{0};
 };
