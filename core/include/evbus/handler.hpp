@@ -30,10 +30,15 @@ class handler_context {
 public:
     using clock = std::chrono::steady_clock;
 
+    /// A context without a deadline or stop token, as synchronous emit() uses.
+    handler_context(const metadata& meta, std::string_view subscription) noexcept
+        : handler_context(meta, subscription, clock::time_point::max(), no_stop()) {}
+
+    /// `stop` is referenced, not copied (a copy costs two atomic reference-count updates per
+    /// call): it must outlive the context, as the worker's token does.
     handler_context(const metadata& meta, std::string_view subscription,
-                    clock::time_point deadline = clock::time_point::max(),
-                    std::stop_token stop = {}) noexcept
-        : meta_(&meta), subscription_(subscription), deadline_(deadline), stop_(std::move(stop)) {}
+                    clock::time_point deadline, const std::stop_token& stop) noexcept
+        : meta_(&meta), subscription_(subscription), deadline_(deadline), stop_(&stop) {}
 
     [[nodiscard]] const metadata& meta() const noexcept { return *meta_; }
     [[nodiscard]] std::string_view subscription() const noexcept { return subscription_; }
@@ -41,17 +46,22 @@ public:
     /// When the handler's time budget runs out; clock::time_point::max() when unbounded.
     [[nodiscard]] clock::time_point deadline() const noexcept { return deadline_; }
     /// Requested when the deadline passes or the engine stops; poll it in long handlers.
-    [[nodiscard]] const std::stop_token& stop_token() const noexcept { return stop_; }
+    [[nodiscard]] const std::stop_token& stop_token() const noexcept { return *stop_; }
     /// True once the budget is spent or a stop was requested: return as soon as possible.
     [[nodiscard]] bool should_stop() const noexcept {
-        return stop_.stop_requested() || clock::now() >= deadline_;
+        return stop_->stop_requested() || clock::now() >= deadline_;
     }
 
 private:
     const metadata* meta_;
     std::string_view subscription_;
     clock::time_point deadline_;
-    std::stop_token stop_;
+    const std::stop_token* stop_;
+
+    static const std::stop_token& no_stop() noexcept {
+        static const std::stop_token none;  // never stop-possible; shared read-only
+        return none;
+    }
 };
 
 /// Optional handler return type: success, a failure worth retrying, or a permanent failure.
