@@ -277,7 +277,10 @@ run_result shard_runtime::run(const dispatch_entry& entry, subscription_stats& s
                 r.outcome = run_result::kind::skipped;
                 return r;
             }
-            meta.attempt = attempt;
+            // Written only when it changes: `meta` lives in the ring slot, and a store would
+            // pull the slot's line over from the producer's core and send it back modified.
+            // prepare() stamped attempt 1 already.
+            if (meta.attempt != attempt) meta.attempt = attempt;
             r.attempts = attempt;
             std::string error;
             bool retryable = false;
