@@ -41,11 +41,11 @@ enum class placement { scheduler, split, shared };
 
 /// Settings shared by all cases of one invocation.
 struct bench_config {
-    int runs = 7;                             ///< measured runs per case (>= 5 for the report)
+    int runs = 7;                                  ///< measured runs per case (>= 5 for the report)
     std::uint64_t items_per_producer = 4'000'000;  ///< ring-only throughput cases
     std::uint64_t pipeline_items_per_producer = 1'000'000;  ///< full-pipeline cases
-    std::size_t batch = 256;                  ///< max events per bulk dequeue / consume
-    bool smoke = false;  ///< tiny sizes: keeps the benchmark compiling and running
+    std::size_t batch = 256;  ///< max events per bulk dequeue / consume
+    bool smoke = false;       ///< tiny sizes: keeps the benchmark compiling and running
     /// Ring-only cases: split pins producers to CPU 0 and the consumer to CPU 1; shared pins
     /// all to CPU 0; scheduler pins nothing (the default, and what the report is about).
     placement pin = placement::scheduler;

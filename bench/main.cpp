@@ -85,8 +85,7 @@ int main(int argc, char** argv) {
             } else if (v == "shared") {
                 config.pin = evbus_bench::placement::shared;
             } else if (v != "scheduler") {
-                usage_error("--pin takes scheduler, split or shared, got '" + std::string(v) +
-                            "'");
+                usage_error("--pin takes scheduler, split or shared, got '" + std::string(v) + "'");
             }
         } else if (arg == "--filter") {
             if (i + 1 >= argc) usage_error("--filter needs a substring of case names");
@@ -112,21 +111,21 @@ int main(int argc, char** argv) {
                            : "");
     std::printf("compiler:   g++ %s\n", __VERSION__);
     std::printf("flags:      %s\n", EVBUS_BENCH_FLAGS);
-    std::printf("runs:       %d per case%s, %llu events per producer (ring only), %llu "
-                "(pipeline)\n",
-                config.runs, config.smoke ? " (smoke run: numbers are meaningless)" : "",
-                static_cast<unsigned long long>(config.items_per_producer),
-                static_cast<unsigned long long>(config.pipeline_items_per_producer));
+    std::printf(
+        "runs:       %d per case%s, %llu events per producer (ring only), %llu "
+        "(pipeline)\n",
+        config.runs, config.smoke ? " (smoke run: numbers are meaningless)" : "",
+        static_cast<unsigned long long>(config.items_per_producer),
+        static_cast<unsigned long long>(config.pipeline_items_per_producer));
     std::printf("placement:  %s (ring-only cases)\n",
                 config.pin == evbus_bench::placement::split    ? "split: producers on CPU 0, "
-                                                                  "consumer on CPU 1"
+                                                                 "consumer on CPU 1"
                 : config.pin == evbus_bench::placement::shared ? "shared: every thread on CPU 0"
                                                                : "scheduler's choice (unpinned)");
-    std::printf("ring:       capacity %zu, slot %zu bytes, memory per ring %zu bytes\n",
-                evbus_bench::queue_capacity,
-                evbus::mpsc_ring<evbus_bench::payload64>::slot_bytes(),
-                evbus::mpsc_ring<evbus_bench::payload64>::memory_footprint(
-                    evbus_bench::queue_capacity));
+    std::printf(
+        "ring:       capacity %zu, slot %zu bytes, memory per ring %zu bytes\n",
+        evbus_bench::queue_capacity, evbus::mpsc_ring<evbus_bench::payload64>::slot_bytes(),
+        evbus::mpsc_ring<evbus_bench::payload64>::memory_footprint(evbus_bench::queue_capacity));
     std::fflush(stdout);
 
     try {

@@ -65,11 +65,11 @@ double raw_sqlite(const std::string& path, bool full, std::int64_t rows, int per
     sqlite3* db = nullptr;
     check(sqlite3_open(path.c_str(), &db), db, "open");
     check(sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr), db, "wal");
-    check(sqlite3_exec(db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                       nullptr, nullptr, nullptr),
+    check(sqlite3_exec(db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", nullptr,
+                       nullptr, nullptr),
           db, "sync");
-    check(sqlite3_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL)",
-                       nullptr, nullptr, nullptr),
+    check(sqlite3_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, payload TEXT NOT NULL)", nullptr,
+                       nullptr, nullptr),
           db, "create");
     sqlite3_stmt* ins = nullptr;
     check(sqlite3_prepare_v2(db, "INSERT INTO t(payload) VALUES (?1)", -1, &ins, nullptr), db,
@@ -161,16 +161,34 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    const auto n = [&](double base) { return std::max<std::int64_t>(100, static_cast<std::int64_t>(base * scale) / 100 * 100); };
+    const auto n = [&](double base) {
+        return std::max<std::int64_t>(100, static_cast<std::int64_t>(base * scale) / 100 * 100);
+    };
     std::vector<bench_case> cases = {
-        {"raw FULL   1 row/tx", [&](const std::string& p) { return raw_sqlite(p, true, n(3000), 1); }, {}},
-        {"raw NORMAL 1 row/tx", [&](const std::string& p) { return raw_sqlite(p, false, n(30000), 1); }, {}},
-        {"raw FULL   100 rows/tx", [&](const std::string& p) { return raw_sqlite(p, true, n(200000), 100); }, {}},
-        {"raw NORMAL 100 rows/tx", [&](const std::string& p) { return raw_sqlite(p, false, n(300000), 100); }, {}},
-        {"evbus FULL   1 event/tx", [&](const std::string& p) { return end_to_end(p, true, n(3000), 1); }, {}},
-        {"evbus NORMAL 1 event/tx", [&](const std::string& p) { return end_to_end(p, false, n(20000), 1); }, {}},
-        {"evbus FULL   100 events/tx", [&](const std::string& p) { return end_to_end(p, true, n(100000), 100); }, {}},
-        {"evbus NORMAL 100 events/tx", [&](const std::string& p) { return end_to_end(p, false, n(100000), 100); }, {}},
+        {"raw FULL   1 row/tx",
+         [&](const std::string& p) { return raw_sqlite(p, true, n(3000), 1); },
+         {}},
+        {"raw NORMAL 1 row/tx",
+         [&](const std::string& p) { return raw_sqlite(p, false, n(30000), 1); },
+         {}},
+        {"raw FULL   100 rows/tx",
+         [&](const std::string& p) { return raw_sqlite(p, true, n(200000), 100); },
+         {}},
+        {"raw NORMAL 100 rows/tx",
+         [&](const std::string& p) { return raw_sqlite(p, false, n(300000), 100); },
+         {}},
+        {"evbus FULL   1 event/tx",
+         [&](const std::string& p) { return end_to_end(p, true, n(3000), 1); },
+         {}},
+        {"evbus NORMAL 1 event/tx",
+         [&](const std::string& p) { return end_to_end(p, false, n(20000), 1); },
+         {}},
+        {"evbus FULL   100 events/tx",
+         [&](const std::string& p) { return end_to_end(p, true, n(100000), 100); },
+         {}},
+        {"evbus NORMAL 100 events/tx",
+         [&](const std::string& p) { return end_to_end(p, false, n(100000), 100); },
+         {}},
     };
     std::printf("evbus_outbox_bench: %u hardware threads, SQLite %s, %d runs, dir %s\n",
                 std::thread::hardware_concurrency(), sqlite3_libversion(), runs, dir.c_str());
@@ -196,8 +214,8 @@ int main(int argc, char** argv) {
         std::printf("ratio %-44s %.3f  (goal >= %.2f: %s)\n", what, r, goal,
                     r >= goal ? "met" : "NOT met");
     };
-    ratio("evbus FULL 1/tx vs raw FULL 1 row/tx", "evbus FULL   1 event/tx",
-          "raw FULL   1 row/tx", 0.5);
+    ratio("evbus FULL 1/tx vs raw FULL 1 row/tx", "evbus FULL   1 event/tx", "raw FULL   1 row/tx",
+          0.5);
     ratio("evbus NORMAL 100/tx vs raw NORMAL 100 rows/tx", "evbus NORMAL 100 events/tx",
           "raw NORMAL 100 rows/tx", 0.25);
     std::printf("ratio %-44s %.3f\n", "evbus NORMAL 1/tx vs raw NORMAL 1 row/tx",

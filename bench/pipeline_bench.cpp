@@ -43,9 +43,9 @@ constexpr std::size_t user_count = 1000;
 constexpr std::size_t type_count = 8;
 
 constexpr std::array<std::string_view, type_count> type_names = {
-    "bench.orderPlaced",   "bench.orderCancelled", "bench.paymentCaptured",
+    "bench.orderPlaced",     "bench.orderCancelled", "bench.paymentCaptured",
     "bench.paymentRefunded", "bench.userRegistered", "bench.userLoggedIn",
-    "bench.itemShipped",   "bench.itemReturned"};
+    "bench.itemShipped",     "bench.itemReturned"};
 
 // One of the 8 payload types: 64 bytes, no heap member, keyed by its user.
 template <std::size_t I>
@@ -57,9 +57,7 @@ struct bench_event {
     std::int64_t posted_ns = 0;  ///< steady_clock at post, for the latency run
     std::array<std::uint64_t, 4> body{};
 
-    [[nodiscard]] std::string_view event_key() const noexcept {
-        return {user.data(), user_size};
-    }
+    [[nodiscard]] std::string_view event_key() const noexcept { return {user.data(), user_size}; }
 };
 static_assert(sizeof(bench_event<0>) == 64);
 
@@ -117,14 +115,30 @@ template <class Engine>
 void post_one(Engine& engine, const schedule_entry& s, std::uint64_t seq, std::int64_t posted) {
     const std::string_view user = user_names()[s.user];
     switch (s.type) {
-        case 0: engine.post(make_event<0>(user, seq, posted)); break;
-        case 1: engine.post(make_event<1>(user, seq, posted)); break;
-        case 2: engine.post(make_event<2>(user, seq, posted)); break;
-        case 3: engine.post(make_event<3>(user, seq, posted)); break;
-        case 4: engine.post(make_event<4>(user, seq, posted)); break;
-        case 5: engine.post(make_event<5>(user, seq, posted)); break;
-        case 6: engine.post(make_event<6>(user, seq, posted)); break;
-        default: engine.post(make_event<7>(user, seq, posted)); break;
+        case 0:
+            engine.post(make_event<0>(user, seq, posted));
+            break;
+        case 1:
+            engine.post(make_event<1>(user, seq, posted));
+            break;
+        case 2:
+            engine.post(make_event<2>(user, seq, posted));
+            break;
+        case 3:
+            engine.post(make_event<3>(user, seq, posted));
+            break;
+        case 4:
+            engine.post(make_event<4>(user, seq, posted));
+            break;
+        case 5:
+            engine.post(make_event<5>(user, seq, posted));
+            break;
+        case 6:
+            engine.post(make_event<6>(user, seq, posted));
+            break;
+        default:
+            engine.post(make_event<7>(user, seq, posted));
+            break;
     }
 }
 
@@ -195,9 +209,7 @@ bench_group pipeline_group(std::size_t producers, std::size_t shards) {
               std::to_string(producers) + "P->1C";
     g.cases.push_back(bench_case{
         "evbus::engine post -> handler (8 types; 1000 keys)",
-        [producers, shards](const bench_config& c) {
-            return run_pipeline(producers, shards, c);
-        }});
+        [producers, shards](const bench_config& c) { return run_pipeline(producers, shards, c); }});
     g.cases.push_back(moodycamel_handoff_case(producers));
     return g;
 }
@@ -276,35 +288,36 @@ std::uint64_t resident_bytes() {
 }  // namespace
 
 std::vector<bench_group> pipeline_groups(const bench_config&) {
-    return {pipeline_group(1, 1), pipeline_group(2, 1), pipeline_group(1, 2),
-            pipeline_group(2, 2)};
+    return {pipeline_group(1, 1), pipeline_group(2, 1), pipeline_group(1, 2), pipeline_group(2, 2)};
 }
 
 void pipeline_reports(const bench_config& config, double peak_per_s) {
     const std::size_t capacity = engine_options_for(1).ring_capacity;
     using slot = evbus::detail::delivery<bench_events>;
     std::printf("\n== ring memory per shard ==\n");
-    std::printf("default ring_capacity %zu slots x %zu bytes (event variant + metadata + "
-                "extras pointer, padded to cache lines) = %zu bytes per shard ring\n",
-                capacity, evbus::mpsc_ring<slot>::slot_bytes(),
-                evbus::mpsc_ring<slot>::memory_footprint(capacity));
+    std::printf(
+        "default ring_capacity %zu slots x %zu bytes (event variant + metadata + "
+        "extras pointer, padded to cache lines) = %zu bytes per shard ring\n",
+        capacity, evbus::mpsc_ring<slot>::slot_bytes(),
+        evbus::mpsc_ring<slot>::memory_footprint(capacity));
 
     // Latency at half of the peak measured for 1 producer x 1 shard in this run (the issue's
     // point), and at a tenth of it: near idle, what is left is the path's fixed cost rather
     // than queueing behind earlier events.
     const std::uint64_t latency_events = config.smoke ? 20'000 : 2'000'000;
-    std::printf("\n== post-to-handler latency, 1 producer x 1 shard, at a fraction of the "
-                "measured peak ==\n");
+    std::printf(
+        "\n== post-to-handler latency, 1 producer x 1 shard, at a fraction of the "
+        "measured peak ==\n");
     std::printf("csv fields: latency,fraction of peak,offered/s,p50 ns,p99 ns,p99.9 ns,max ns\n");
     for (const int divisor : {2, 10}) {
         const latency_stats l = measure_latency(peak_per_s / divisor, latency_events);
-        std::printf("1/%d of peak (median above %.2f M/s): offered %.2f M/s, %llu events: "
-                    "p50 %.0f ns, p99 %.0f ns, p99.9 %.0f ns, max %.0f ns\n",
-                    divisor, peak_per_s / 1e6, l.offered_per_s / 1e6,
-                    static_cast<unsigned long long>(latency_events), l.p50, l.p99, l.p999,
-                    l.max);
-        std::printf("csv,latency,1/%d,%.0f,%.0f,%.0f,%.0f,%.0f\n", divisor, l.offered_per_s,
-                    l.p50, l.p99, l.p999, l.max);
+        std::printf(
+            "1/%d of peak (median above %.2f M/s): offered %.2f M/s, %llu events: "
+            "p50 %.0f ns, p99 %.0f ns, p99.9 %.0f ns, max %.0f ns\n",
+            divisor, peak_per_s / 1e6, l.offered_per_s / 1e6,
+            static_cast<unsigned long long>(latency_events), l.p50, l.p99, l.p999, l.max);
+        std::printf("csv,latency,1/%d,%.0f,%.0f,%.0f,%.0f,%.0f\n", divisor, l.offered_per_s, l.p50,
+                    l.p99, l.p999, l.max);
     }
 
     // Idle CPU: an engine with 2 shards that handled a few events, then 2 s with no posts.
@@ -318,8 +331,8 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
         engine.drain();
         std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let workers go idle
         const auto a = thread_cpu_ns();
-        const auto idle_for = config.smoke ? std::chrono::milliseconds(200)
-                                           : std::chrono::milliseconds(2000);
+        const auto idle_for =
+            config.smoke ? std::chrono::milliseconds(200) : std::chrono::milliseconds(2000);
         const auto t0 = bench_clock::now();
         std::this_thread::sleep_for(idle_for);
         const double wall_ns = seconds_between(t0, bench_clock::now()) * 1e9;
@@ -365,11 +378,11 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
         for (const std::uint64_t r : rss) line << " " << r / 1024;
         const auto [lo, hi] = std::minmax_element(rss.begin() + 1, rss.end());
         std::printf("RSS KiB after each 10%%:%s\n", line.str().c_str());
-        std::printf("after warm-up (first 10%%) min %llu KiB, max %llu KiB: growth %lld KiB\n",
-                    static_cast<unsigned long long>(*lo / 1024),
-                    static_cast<unsigned long long>(*hi / 1024),
-                    static_cast<long long>(rss.back() / 1024) -
-                        static_cast<long long>(rss[1] / 1024));
+        std::printf(
+            "after warm-up (first 10%%) min %llu KiB, max %llu KiB: growth %lld KiB\n",
+            static_cast<unsigned long long>(*lo / 1024),
+            static_cast<unsigned long long>(*hi / 1024),
+            static_cast<long long>(rss.back() / 1024) - static_cast<long long>(rss[1] / 1024));
         std::printf("csv,rss,%llu,%llu,%llu (fields: bytes after warm-up,at end,max)\n",
                     static_cast<unsigned long long>(rss[1]),
                     static_cast<unsigned long long>(rss.back()),

@@ -24,9 +24,9 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <atomic_queue/atomic_queue.h>
-#include <boost/lockfree/queue.hpp>
 #include <concurrentqueue/concurrentqueue.h>
 #include <oneapi/tbb/concurrent_queue.h>
+#include <boost/lockfree/queue.hpp>
 #pragma GCC diagnostic pop
 
 #include <evbus/mpsc_ring.hpp>
@@ -253,7 +253,8 @@ run_result run_queue(std::size_t producers, const bench_config& config) {
     std::uint64_t received = 0;
     const std::size_t batch = config.batch;
     while (received < total) {
-        const std::size_t n = queue->consume(handle, [&check](payload64& v) { check.see(v); }, batch);
+        const std::size_t n = queue->consume(
+            handle, [&check](payload64& v) { check.see(v); }, batch);
         received += n;
         if (n == 0) queue->idle(handle);
     }
@@ -268,9 +269,8 @@ bench_group make_group(std::string title, std::size_t producers) {
     bench_group g;
     g.title = std::move(title);
     const auto add = [&](std::string name, run_result (*fn)(std::size_t, const bench_config&)) {
-        g.cases.push_back(bench_case{std::move(name), [fn, producers](const bench_config& c) {
-                                         return fn(producers, c);
-                                     }});
+        g.cases.push_back(bench_case{
+            std::move(name), [fn, producers](const bench_config& c) { return fn(producers, c); }});
     };
     add("evbus::mpsc_ring (push + batch consume)", &run_queue<evbus_ring_adapter>);
     add("moodycamel::ConcurrentQueue (tokens + bulk)", &run_queue<moodycamel_adapter>);
@@ -284,10 +284,9 @@ bench_group make_group(std::string title, std::size_t producers) {
 }  // namespace
 
 bench_case moodycamel_handoff_case(std::size_t producers) {
-    return bench_case{"moodycamel hand-off alone (" + std::to_string(producers) + "P->1C)",
-                      [producers](const bench_config& c) {
-                          return run_queue<moodycamel_adapter>(producers, c);
-                      }};
+    return bench_case{
+        "moodycamel hand-off alone (" + std::to_string(producers) + "P->1C)",
+        [producers](const bench_config& c) { return run_queue<moodycamel_adapter>(producers, c); }};
 }
 
 std::vector<bench_group> queue_groups(const bench_config&) {

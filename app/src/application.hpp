@@ -36,7 +36,7 @@ namespace payments::app {
 
 /// The program cannot start: a bad data directory, a database it cannot use.
 class startup_error : public std::runtime_error {
-  public:
+public:
     using std::runtime_error::runtime_error;
 };
 
@@ -58,24 +58,24 @@ struct settings {
 /// histogram (fixed 4 KiB; a quantile is a bucket's upper bound, at most 12.5 % above the
 /// true value). Thread-safe: handlers may record from several threads.
 class latency_probe {
-  public:
+public:
     void record(std::chrono::nanoseconds d);
     [[nodiscard]] evbus::latency_summary summarize() const;
 
-  private:
+private:
     mutable std::mutex mutex_;  // latency_histogram has one writer; this makes it any thread
     evbus::latency_histogram histogram_;
 };
 
 /// The receipts sink of the program: one line per receipt appended to a file.
 class receipt_file final : public notification::receipt_sink {
-  public:
+public:
     explicit receipt_file(std::filesystem::path path);
     void send(const contract::receipt_sent& receipt) override;
     [[nodiscard]] std::uint64_t sent() const;
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
-  private:
+private:
     std::filesystem::path path_;
     mutable std::mutex mutex_;
     std::ofstream out_;
@@ -86,7 +86,7 @@ inline constexpr std::string_view latency_subscription = "app.latency";
 inline constexpr const char* database_file = "payments.db";
 
 class application {
-  public:
+public:
     /// Opens or creates the database in settings.data_dir and wires the modules. Throws
     /// startup_error naming the path and the cause.
     explicit application(settings s);
@@ -113,7 +113,7 @@ class application {
     /// Receipts handed to the program's file sink by this process (0 with a custom sink).
     [[nodiscard]] std::uint64_t receipts_sent() const;
 
-  private:
+private:
     static std::filesystem::path prepare_data_dir(const std::filesystem::path& dir);
     evbus::subscribe_options delivery_options() const;
 

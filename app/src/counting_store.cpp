@@ -5,7 +5,7 @@
 namespace payments::app {
 
 class counting_transaction final : public evbus::store_transaction {
-  public:
+public:
     counting_transaction(counting_store& owner, std::unique_ptr<evbus::store_transaction> inner)
         : owner_(owner), inner_(std::move(inner)) {}
 
@@ -29,7 +29,7 @@ class counting_transaction final : public evbus::store_transaction {
         events_ = 0;
     }
 
-  private:
+private:
     counting_store& owner_;
     std::unique_ptr<evbus::store_transaction> inner_;
     std::uint64_t events_ = 0;

@@ -17,7 +17,7 @@
 namespace payments::app {
 
 class counting_store final : public evbus::event_store {
-  public:
+public:
     explicit counting_store(evbus::event_store& inner) noexcept : inner_(inner) {}
 
     /// Events committed through this store since it was made. Thread-safe.
@@ -61,7 +61,7 @@ class counting_store final : public evbus::event_store {
     }
     [[nodiscard]] bool keeps_history() const noexcept override { return inner_.keeps_history(); }
 
-  private:
+private:
     friend class counting_transaction;
     void committed(std::uint64_t events) noexcept;
 

@@ -40,12 +40,12 @@ struct fault_plan {
 
 /// What an injected failure throws, so reports can tell it from a real one.
 class injected_failure : public std::runtime_error {
-  public:
+public:
     using std::runtime_error::runtime_error;
 };
 
 class fault_injector {
-  public:
+public:
     explicit fault_injector(fault_plan plan) : plan_(std::move(plan)) {}
 
     /// The probe to hand the modules; valid while this injector lives.
@@ -61,7 +61,7 @@ class fault_injector {
         return timeouts_.load(std::memory_order_relaxed);  // a statistic; orders nothing
     }
 
-  private:
+private:
     void on_call(std::string_view subscription);
     double draw() noexcept;
 

@@ -190,7 +190,7 @@ void save_snapshot(const std::filesystem::path& path, const nlohmann::json& j) {
 
 // Prints progress (when asked) and saves the metrics snapshot until stopped.
 class monitor {
-  public:
+public:
     monitor(application& app, const run_plan& plan, const client_counts& counts,
             const fault_injector& faults, const run_options& o, const settings& s,
             std::ostream& err)
@@ -218,7 +218,7 @@ class monitor {
         if (printed_) err_ << '\n';
     }
 
-  private:
+private:
     void loop() {
         auto next_save = clock::now();
         std::unique_lock lock(mutex_);

@@ -7,14 +7,18 @@ namespace {
 thread_local dispatch_frame* t_current = nullptr;
 }  // namespace
 
-dispatch_frame* current_frame() noexcept { return t_current; }
+dispatch_frame* current_frame() noexcept {
+    return t_current;
+}
 
 frame_guard::frame_guard(const metadata& meta, const subscription_state* sub) noexcept
     : frame_{&meta, sub, t_current} {
     t_current = &frame_;
 }
 
-frame_guard::~frame_guard() { t_current = frame_.prev; }
+frame_guard::~frame_guard() {
+    t_current = frame_.prev;
+}
 
 std::uint32_t frames_of(const subscription_state* sub) noexcept {
     std::uint32_t n = 0;

@@ -42,7 +42,8 @@ emit_report emit_sync(const registry& reg, std::size_t index, const void* payloa
             ++report.failed;
         } catch (...) {
             if (fail_fast) throw;
-            errors.on_failure(make_failure(meta, sub, describe_exception(std::current_exception())));
+            errors.on_failure(
+                make_failure(meta, sub, describe_exception(std::current_exception())));
             ++report.failed;
         }
     }

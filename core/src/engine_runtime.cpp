@@ -66,10 +66,14 @@ std::error_code make_error_code(engine_errc e) noexcept {
 
 std::string_view to_string(delivery_status s) noexcept {
     switch (s) {
-        case delivery_status::succeeded: return "succeeded";
-        case delivery_status::dead_lettered: return "dead_lettered";
-        case delivery_status::parked: return "parked";
-        case delivery_status::not_run: return "not_run";
+        case delivery_status::succeeded:
+            return "succeeded";
+        case delivery_status::dead_lettered:
+            return "dead_lettered";
+        case delivery_status::parked:
+            return "parked";
+        case delivery_status::not_run:
+            return "not_run";
     }
     return "unknown";
 }
@@ -90,7 +94,9 @@ shard_runtime::shard_runtime(engine_runtime& engine, std::size_t index)
 
 shard_runtime::~shard_runtime() = default;
 
-void shard_runtime::enter_worker_thread() noexcept { t_worker = this; }
+void shard_runtime::enter_worker_thread() noexcept {
+    t_worker = this;
+}
 
 bool shard_runtime::enter_post() noexcept {
     // seq_cst: the Dekker pair with engine_runtime::close(); see the header.
@@ -326,9 +332,13 @@ void shard_runtime::note_not_run(const metadata& meta, std::string_view subscrip
 engine_runtime::engine_runtime(const registry& reg, error_sink& errors, engine_settings settings)
     : registry_(reg), errors_(errors), settings_(std::move(settings)) {}
 
-engine_runtime::~engine_runtime() { stop_watchdog(); }
+engine_runtime::~engine_runtime() {
+    stop_watchdog();
+}
 
-void engine_runtime::attach(std::vector<shard_runtime*> shards) { shards_ = std::move(shards); }
+void engine_runtime::attach(std::vector<shard_runtime*> shards) {
+    shards_ = std::move(shards);
+}
 
 void engine_runtime::start_watchdog() {
     if (settings_.watchdog_interval.count() <= 0) return;
@@ -469,8 +479,8 @@ void engine_runtime::report(const metadata& meta, std::string_view subscription,
 }
 
 void engine_runtime::observe(const metadata& meta, std::string_view subscription,
-                             delivery_status status, std::uint32_t attempts,
-                             std::string_view error, std::uint64_t dead_letter_id) noexcept {
+                             delivery_status status, std::uint32_t attempts, std::string_view error,
+                             std::uint64_t dead_letter_id) noexcept {
     if (!settings_.on_outcome) return;
     try {
         settings_.on_outcome(

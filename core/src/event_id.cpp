@@ -37,7 +37,9 @@ int hex_value(char c) noexcept {
 
 }  // namespace
 
-event_id event_id::generate() noexcept { return generate(std::chrono::system_clock::now()); }
+event_id event_id::generate() noexcept {
+    return generate(std::chrono::system_clock::now());
+}
 
 event_id event_id::generate(std::chrono::system_clock::time_point now) noexcept {
     thread_local generator gen;

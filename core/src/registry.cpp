@@ -36,7 +36,8 @@ std::shared_ptr<subscription_state> registry::add(std::unique_ptr<subscription_s
     auto next = std::make_shared<dispatch_table>(*current);
     next->owners.push_back(shared);
     for (std::size_t i = 0; i < alternatives_; ++i) {
-        if (shared->invokers[i] != nullptr) next->rows[i].push_back({shared->invokers[i], shared.get()});
+        if (shared->invokers[i] != nullptr)
+            next->rows[i].push_back({shared->invokers[i], shared.get()});
     }
     publish(std::move(next));
     return shared;
@@ -100,7 +101,9 @@ subscription& subscription::operator=(subscription&& other) noexcept {
     return *this;
 }
 
-subscription::~subscription() { reset(); }
+subscription::~subscription() {
+    reset();
+}
 
 void subscription::reset() noexcept {
     if (state_) registry_->remove(*state_);

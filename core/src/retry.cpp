@@ -14,7 +14,9 @@ namespace {
     throw std::invalid_argument("evbus: subscribe_options." + what);
 }
 
-std::string ns_text(std::chrono::nanoseconds d) { return std::to_string(d.count()) + " ns"; }
+std::string ns_text(std::chrono::nanoseconds d) {
+    return std::to_string(d.count()) + " ns";
+}
 
 }  // namespace
 

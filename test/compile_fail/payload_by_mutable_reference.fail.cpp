@@ -23,7 +23,7 @@ using events = evbus::event_set<order_placed, order_shipped>;
 
 int main() {
     evbus::bus<cf_ns::events> bus;
-    auto sub = bus.subscribe("shop.normaliser",
-                             [](cf_ns::order_placed& e) { e.order = 0; });  // case line
+    auto sub =
+        bus.subscribe("shop.normaliser", [](cf_ns::order_placed& e) { e.order = 0; });  // case line
     return 0;
 }

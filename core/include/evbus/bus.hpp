@@ -108,8 +108,7 @@ public:
             return {};
         } else {
             prepare<T>(event, meta);
-            return detail::emit_sync(*registry_, Set::template index_of<T>, &event, meta,
-                                     *errors_);
+            return detail::emit_sync(*registry_, Set::template index_of<T>, &event, meta, *errors_);
         }
     }
 

@@ -47,10 +47,10 @@ struct versions {};
 /// A type EVBUS_DESCRIBE (or hand-written to_json/from_json) gave a JSON form.
 template <class E>
 concept describable = std::is_default_constructible_v<E> &&
-                      requires(nlohmann::json& j, const nlohmann::json& cj, const E& e, E& out) {
-                          to_json(j, e);
-                          from_json(cj, out);
-                      };
+    requires(nlohmann::json& j, const nlohmann::json& cj, const E& e, E& out) {
+    to_json(j, e);
+    from_json(cj, out);
+};
 
 namespace detail {
 
@@ -59,13 +59,17 @@ struct previous_versions_of {
     using type = versions<>;
 };
 template <class E>
-    requires requires { typename E::previous_versions; }
+requires requires {
+    typename E::previous_versions;
+}
 struct previous_versions_of<E> {
     using type = typename E::previous_versions;
 };
 
 template <class Old>
-concept has_upcast = requires(const Old& o) { upcast(o); };
+concept has_upcast = requires(const Old& o) {
+    upcast(o);
+};
 
 template <class Old>
 using upcast_result = std::remove_cvref_t<decltype(upcast(std::declval<const Old&>()))>;
@@ -184,14 +188,13 @@ private:
             known = true;
             out = parse<E, E>(payload);
         } else {
-            known = try_old<E>(version, payload, out,
-                               static_cast<typename detail::previous_versions_of<E>::type*>(
-                                   nullptr));
+            known =
+                try_old<E>(version, payload, out,
+                           static_cast<typename detail::previous_versions_of<E>::type*>(nullptr));
         }
         if (!known) {
             out = "unknown version " + std::to_string(version) + " of event '" +
-                  std::string(E::event_name) + "' (this build knows " + known_versions<E>() +
-                  ")";
+                  std::string(E::event_name) + "' (this build knows " + known_versions<E>() + ")";
         }
         return out;
     }
@@ -200,8 +203,7 @@ private:
     static bool try_old([[maybe_unused]] std::uint32_t version,
                         [[maybe_unused]] std::string_view payload, [[maybe_unused]] result& out,
                         versions<Olds...>*) {
-        return ((version == payload_version<Olds> && (out = parse<E, Olds>(payload), true)) ||
-                ...);
+        return ((version == payload_version<Olds> && (out = parse<E, Olds>(payload), true)) || ...);
     }
 
     template <class E, class... Olds>

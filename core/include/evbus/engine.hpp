@@ -455,9 +455,9 @@ private:
                     for (const parked_event& p : st.waiting) {
                         out.push_back(p.meta.id);
                         runtime().report(p.meta, sub,
-                                        "evbus: not run: still parked behind dead letter " +
-                                            std::to_string(st.head) + " when the engine stopped",
-                                        0);
+                                         "evbus: not run: still parked behind dead letter " +
+                                             std::to_string(st.head) + " when the engine stopped",
+                                         0);
                     }
                 }
             }
@@ -535,9 +535,9 @@ private:
                 // while describing a failure: keep the worker alive and say what happened.
                 try {
                     runtime().report(d.meta, "",
-                                    "evbus: internal error while delivering: " +
-                                        describe_exception(std::current_exception()),
-                                    d.meta.attempt);
+                                     "evbus: internal error while delivering: " +
+                                         describe_exception(std::current_exception()),
+                                     d.meta.attempt);
                 } catch (...) {
                     // Nothing left to report with.
                 }
@@ -590,8 +590,7 @@ private:
         }
 
         static void add_outcome(detail::delivery_extras* x, const std::string& sub,
-                                delivery_status status, std::uint32_t attempts,
-                                std::string error) {
+                                delivery_status status, std::uint32_t attempts, std::string error) {
             if (x == nullptr || !x->tracked) return;
             x->report.outcomes.push_back(
                 subscription_outcome{sub, status, attempts, std::move(error)});
@@ -666,8 +665,8 @@ private:
         // dead letter (and the park it may start).
         template <class V>
         run_kind deliver_one(const V& event, const void* payload, metadata& meta,
-                             const detail::dispatch_entry& entry,
-                             detail::subscription_stats& stats, detail::delivery_extras* x) {
+                             const detail::dispatch_entry& entry, detail::subscription_stats& stats,
+                             detail::delivery_extras* x) {
             const detail::subscription_state& sub = *entry.sub;
             detail::run_result r = run(entry, stats, payload, meta);
             switch (r.outcome) {
@@ -675,8 +674,8 @@ private:
                     break;
                 case run_kind::succeeded:
                     if (observed_) {
-                        runtime().observe(meta, sub.name, delivery_status::succeeded,
-                                          r.attempts, {}, 0);
+                        runtime().observe(meta, sub.name, delivery_status::succeeded, r.attempts,
+                                          {}, 0);
                         restart_clock();  // the observer's time is not the next call's
                     }
                     add_outcome(x, sub.name, delivery_status::succeeded, r.attempts, {});
@@ -685,17 +684,17 @@ private:
                     const bool parks = sub.options.park_key_on_failure && !meta.key.empty();
                     const std::uint64_t id = dead_letter_of(event, meta, sub, stats, r, parks);
                     if (parks && id != 0) park_head(sub.name, meta.key.view(), id, true);
-                    runtime().observe(meta, sub.name, delivery_status::dead_lettered,
-                                     r.attempts, r.error, id);
+                    runtime().observe(meta, sub.name, delivery_status::dead_lettered, r.attempts,
+                                      r.error, id);
                     add_outcome(x, sub.name, delivery_status::dead_lettered, r.attempts,
                                 std::move(r.error));
                     restart_clock();  // the store's time is not the next call's
                     break;
                 }
                 case run_kind::interrupted:
-                    add_outcome(x, sub.name, delivery_status::not_run, r.attempts,
-                                "the engine stopped while it waited to retry; last error: " +
-                                    r.error);
+                    add_outcome(
+                        x, sub.name, delivery_status::not_run, r.attempts,
+                        "the engine stopped while it waited to retry; last error: " + r.error);
                     break;
             }
             return r.outcome;
@@ -704,8 +703,8 @@ private:
         template <class V>
         std::uint64_t dead_letter_of(const V& event, const metadata& meta,
                                      const detail::subscription_state& sub,
-                                     detail::subscription_stats& stats,
-                                     const detail::run_result& r, bool parks) {
+                                     detail::subscription_stats& stats, const detail::run_result& r,
+                                     bool parks) {
             letter l;
             l.event = to_event(event);
             l.meta = meta;
@@ -720,9 +719,9 @@ private:
                 id = owner_.store_->add(std::move(l));
             } catch (...) {
                 runtime().report(meta, sub.name,
-                                "evbus: the dead-letter store failed, the delivery is lost: " +
-                                    describe_exception(std::current_exception()),
-                                r.attempts);
+                                 "evbus: the dead-letter store failed, the delivery is lost: " +
+                                     describe_exception(std::current_exception()),
+                                 r.attempts);
                 return 0;
             }
             detail::bump(dead_lettered);
@@ -748,9 +747,9 @@ private:
             const auto& row = table().rows[index];
             if (i == row.size()) {
                 runtime().report(d.meta, name,
-                                "evbus: requeued dead letter " + std::to_string(x.letter_id) +
-                                    " was not delivered: its subscription is gone",
-                                0);
+                                 "evbus: requeued dead letter " + std::to_string(x.letter_id) +
+                                     " was not delivered: its subscription is gone",
+                                 0);
                 detail::bump(handled);
                 return;
             }

@@ -74,7 +74,7 @@ struct delivery_report {
 struct delivery_outcome {
     const metadata& meta;
     std::string_view subscription;
-    delivery_status status;        ///< succeeded or dead_lettered
+    delivery_status status;  ///< succeeded or dead_lettered
     std::uint32_t attempts;
     std::string_view error;        ///< the last error; empty on success
     std::uint64_t dead_letter_id;  ///< the store's id when dead-lettered, else 0
@@ -126,8 +126,8 @@ struct shard_metrics {
 /// Counters of one subscription (by name) summed over all shards.
 struct subscription_metrics {
     std::string name;
-    std::uint64_t handled = 0;        ///< deliveries that succeeded
-    std::uint64_t failed = 0;         ///< failed attempts
+    std::uint64_t handled = 0;  ///< deliveries that succeeded
+    std::uint64_t failed = 0;   ///< failed attempts
     std::uint64_t retried = 0;
     std::uint64_t dead_lettered = 0;
     std::uint64_t parked = 0;

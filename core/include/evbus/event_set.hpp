@@ -38,9 +38,10 @@ concept payload = std::is_class_v<E> && requires {
 /// A payload with an ordering key function: `event_key() const` returning text or an integer.
 template <class E>
 concept keyed_payload = requires(const E& e) {
-    { e.event_key() };
-} && (std::convertible_to<decltype(std::declval<const E&>().event_key()), std::string_view> ||
-      std::integral<decltype(std::declval<const E&>().event_key())>);
+    {e.event_key()};
+}
+&&(std::convertible_to<decltype(std::declval<const E&>().event_key()), std::string_view> ||
+   std::integral<decltype(std::declval<const E&>().event_key())>);
 
 template <class E>
 inline constexpr std::uint32_t payload_version = [] {

@@ -36,8 +36,8 @@ public:
 
     /// `stop` is referenced, not copied (a copy costs two atomic reference-count updates per
     /// call): it must outlive the context, as the worker's token does.
-    handler_context(const metadata& meta, std::string_view subscription,
-                    clock::time_point deadline, const std::stop_token& stop) noexcept
+    handler_context(const metadata& meta, std::string_view subscription, clock::time_point deadline,
+                    const std::stop_token& stop) noexcept
         : meta_(&meta), subscription_(subscription), deadline_(deadline), stop_(&stop) {}
 
     [[nodiscard]] const metadata& meta() const noexcept { return *meta_; }

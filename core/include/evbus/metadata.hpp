@@ -31,7 +31,7 @@ struct metadata {
     event_key key;            ///< ordering key; empty: taken from the payload's key function
     source_name source;       ///< emitting module, as the emitter names it (may be empty)
     std::chrono::system_clock::time_point occurred_at{};  ///< stamped on accept when zero
-    std::string_view event_name;   ///< the payload's stable name (static storage); stamped
+    std::string_view event_name;       ///< the payload's stable name (static storage); stamped
     std::uint32_t schema_version = 0;  ///< the payload's version; stamped on accept
     std::uint32_t attempt = 0;         ///< 1 for the first delivery, 2 for the first retry, ...
 

@@ -198,8 +198,8 @@ public:
             throw std::logic_error("evbus: dead letter for event " + l.meta.id.to_string() +
                                    " that the outbox dispatcher did not post");
         }
-        store_.dead_letter({*position, l.subscription}, l.attempts, l.last_error,
-                           l.first_failure, l.last_failure);
+        store_.dead_letter({*position, l.subscription}, l.attempts, l.last_error, l.first_failure,
+                           l.last_failure);
         dead_letter_filter f;
         f.subscription = l.subscription;
         f.key = std::string(l.meta.key.view());
@@ -247,8 +247,15 @@ private:
         auto decoded = decode_row<Set>(e.event);
         if (decoded.index() == 1) return std::nullopt;
         auto& [event, meta] = std::get<0>(decoded);
-        letter l{static_cast<std::uint64_t>(e.id), std::move(event), meta, e.subscription,
-                 e.attempts, e.error, e.first_failure, e.last_failure, false};
+        letter l{static_cast<std::uint64_t>(e.id),
+                 std::move(event),
+                 meta,
+                 e.subscription,
+                 e.attempts,
+                 e.error,
+                 e.first_failure,
+                 e.last_failure,
+                 false};
         l.meta.attempt = e.attempts;
         const auto snapshot = table_->snapshot();
         for (const auto& owner : snapshot->owners) {
@@ -295,9 +302,9 @@ struct transactional_adapter {
     const outbox_positions* positions;
 
     template <class E>
-        requires(Set::template contains<E> &&
-                 std::is_invocable_v<H&, const E&, unit_of_work<Set>&>)
-    handler_result operator()(const E& event, handler_context& ctx) {
+    requires(Set::template contains<E>&& std::is_invocable_v<H&, const E&, unit_of_work<Set>&>)
+        handler_result
+        operator()(const E& event, handler_context& ctx) {
         return run_transactional<Set>(*store, *positions, ctx, [&](unit_of_work<Set>& tx) {
             return std::invoke(handlers, event, tx);
         });
@@ -732,8 +739,7 @@ private:
         const delivery_ref marker{row.position, std::string{}};
         if (d.index() == 1) {
             report("", {}, std::get<1>(d));
-            store_.dead_letter(marker, 0, std::get<1>(d), store_clock::now(),
-                               store_clock::now());
+            store_.dead_letter(marker, 0, std::get<1>(d), store_clock::now(), store_clock::now());
             return;
         }
         auto& event = std::get<0>(d);
@@ -797,8 +803,8 @@ private:
     std::mutex flush_mutex_;  // one completion write at a time (loop, drain(), stop())
     std::condition_variable changed_;
     std::deque<pending_delivery> requests_;
-    std::vector<delivery_ref> completions_;   // observed, not yet recorded; under mutex_
-    std::set<std::string> transactional_;     // under mutex_
+    std::vector<delivery_ref> completions_;  // observed, not yet recorded; under mutex_
+    std::set<std::string> transactional_;    // under mutex_
     std::uint64_t idle_generation_ = 0;
     std::uint64_t idle_rounds_ = 0;
     dispatcher_stats stats_;

@@ -112,7 +112,8 @@ public:
         events_.clear();
         const std::lock_guard lock(s_.mutex);
         try {
-            for (const delivery_ref& d : completed_) s_.deliveries.emplace(d.position, d.subscription);
+            for (const delivery_ref& d : completed_)
+                s_.deliveries.emplace(d.position, d.subscription);
         } catch (...) {
             // Out of memory restoring a delivery mark: nothing sensible is left to do.
         }
@@ -143,7 +144,9 @@ memory_store::memory_store(std::chrono::seconds history_retention)
 
 memory_store::~memory_store() = default;
 
-bool memory_store::keeps_history() const noexcept { return state_->retention.count() > 0; }
+bool memory_store::keeps_history() const noexcept {
+    return state_->retention.count() > 0;
+}
 
 std::unique_ptr<store_transaction> memory_store::begin(begin_mode) {
     return std::make_unique<memory_transaction>(*state_, *this);
@@ -206,9 +209,9 @@ void memory_store::dead_letter(const delivery_ref& delivery, std::uint32_t attem
                                store_clock::time_point last_failure) {
     const std::lock_guard lock(state_->mutex);
     if (state_->deliveries.erase({delivery.position, delivery.subscription}) == 0) return;
-    state_->dead_letters.emplace(state_->next_dead++,
-                                 state::dead{delivery.position, delivery.subscription, attempts,
-                                             error, first_failure, last_failure});
+    state_->dead_letters.emplace(
+        state_->next_dead++, state::dead{delivery.position, delivery.subscription, attempts, error,
+                                         first_failure, last_failure});
 }
 
 std::vector<dead_letter_entry> memory_store::dead_letters(const dead_letter_filter& filter) {

@@ -7,8 +7,12 @@
 namespace evbus {
 namespace {
 
-sqlite3_stmt* as_stmt(void* p) noexcept { return static_cast<sqlite3_stmt*>(p); }
-sqlite3* as_db(void* p) noexcept { return static_cast<sqlite3*>(p); }
+sqlite3_stmt* as_stmt(void* p) noexcept {
+    return static_cast<sqlite3_stmt*>(p);
+}
+sqlite3* as_db(void* p) noexcept {
+    return static_cast<sqlite3*>(p);
+}
 
 std::string statement_text(sqlite3_stmt* stmt) {
     const char* text = stmt != nullptr ? sqlite3_sql(stmt) : nullptr;
@@ -29,7 +33,9 @@ sql_statement& sql_statement::operator=(sql_statement&& other) noexcept {
     return *this;
 }
 
-sql_statement::~sql_statement() { sqlite3_finalize(as_stmt(stmt_)); }
+sql_statement::~sql_statement() {
+    sqlite3_finalize(as_stmt(stmt_));
+}
 
 void sql_statement::fail(const char* action, int rc) const {
     throw store_error(std::string("evbus: SQL ") + action + " failed for '" +
@@ -55,8 +61,8 @@ sql_statement& sql_statement::bind(int index, double value) {
 sql_statement& sql_statement::bind(int index, std::string_view text) {
     // An empty view may have a null data(), which SQLite would bind as NULL, not as ''.
     const char* data = text.data() != nullptr ? text.data() : "";
-    const int rc = sqlite3_bind_text64(as_stmt(stmt_), index, data, text.size(),
-                                       SQLITE_TRANSIENT, SQLITE_UTF8);
+    const int rc = sqlite3_bind_text64(as_stmt(stmt_), index, data, text.size(), SQLITE_TRANSIENT,
+                                       SQLITE_UTF8);
     if (rc != SQLITE_OK) fail("bind", rc);
     return *this;
 }
@@ -86,7 +92,9 @@ void sql_statement::reset() noexcept {
     sqlite3_clear_bindings(as_stmt(stmt_));
 }
 
-int sql_statement::column_count() const noexcept { return sqlite3_column_count(as_stmt(stmt_)); }
+int sql_statement::column_count() const noexcept {
+    return sqlite3_column_count(as_stmt(stmt_));
+}
 
 bool sql_statement::column_is_null(int column) const noexcept {
     return sqlite3_column_type(as_stmt(stmt_), column) == SQLITE_NULL;
@@ -120,8 +128,8 @@ void sql_connection::exec(std::string_view sql) {
 
 sql_statement sql_connection::prepare(std::string_view sql) {
     sqlite3_stmt* stmt = nullptr;
-    const int rc = sqlite3_prepare_v2(as_db(db_), sql.data(), static_cast<int>(sql.size()), &stmt,
-                                      nullptr);
+    const int rc =
+        sqlite3_prepare_v2(as_db(db_), sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
     if (rc != SQLITE_OK) {
         throw store_error("evbus: SQL prepare failed for '" + std::string(sql) +
                               "': " + sqlite3_errmsg(as_db(db_)),
@@ -134,6 +142,8 @@ std::int64_t sql_connection::last_insert_rowid() const noexcept {
     return sqlite3_last_insert_rowid(as_db(db_));
 }
 
-std::int64_t sql_connection::changes() const noexcept { return sqlite3_changes64(as_db(db_)); }
+std::int64_t sql_connection::changes() const noexcept {
+    return sqlite3_changes64(as_db(db_));
+}
 
 }  // namespace evbus

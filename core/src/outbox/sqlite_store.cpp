@@ -35,7 +35,9 @@ store_clock::time_point from_ns(std::int64_t ns) noexcept {
         std::chrono::duration_cast<store_clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
-event_id parse_id(std::string_view text) { return event_id::parse(text).value_or(event_id{}); }
+event_id parse_id(std::string_view text) {
+    return event_id::parse(text).value_or(event_id{});
+}
 
 // ---- schema --------------------------------------------------------------------------------
 // Each entry migrates from version (index) to version (index + 1). Append, never edit.
@@ -71,8 +73,7 @@ CREATE INDEX evbus_history_key ON evbus_history(key, position);
 CREATE INDEX evbus_history_completed ON evbus_history(completed_at);
 )sql",
 };
-static_assert(std::size(migrations) == sqlite_schema_version,
-              "one migration per schema version");
+static_assert(std::size(migrations) == sqlite_schema_version, "one migration per schema version");
 
 constexpr const char* event_columns =
     "event_id, name, version, key, correlation_id, causation_id, trace_id, source, "
@@ -224,9 +225,9 @@ struct sqlite_store::impl {
                 fail_open("the file is not an SQLite database", e.code());
             }
             if ((e.code() & 0xff) == SQLITE_READONLY || (e.code() & 0xff) == SQLITE_CANTOPEN) {
-                fail_open(std::string("the file or its directory is not writable (") +
-                              e.what() + ")",
-                          e.code());
+                fail_open(
+                    std::string("the file or its directory is not writable (") + e.what() + ")",
+                    e.code());
             }
             throw;
         }
@@ -249,8 +250,7 @@ struct sqlite_store::impl {
             }
             if (version > sqlite_schema_version) {
                 fail_open("its evbus schema is version " + std::to_string(version) +
-                          ", newer than this library's " +
-                          std::to_string(sqlite_schema_version) +
+                          ", newer than this library's " + std::to_string(sqlite_schema_version) +
                           "; open it with a newer evbus, or use another file");
             }
             for (int v = version; v < sqlite_schema_version; ++v) {
@@ -341,8 +341,7 @@ private:
 
 class sqlite_transaction final : public store_transaction {
 public:
-    sqlite_transaction(sqlite_store::impl& s, begin_mode mode)
-        : store_(s), conn_(s.acquire()) {
+    sqlite_transaction(sqlite_store::impl& s, begin_mode mode) : store_(s), conn_(s.acquire()) {
         try {
             conn_->sql.exec(mode == begin_mode::immediate ? "BEGIN IMMEDIATE" : "BEGIN");
         } catch (...) {
@@ -453,9 +452,10 @@ sqlite_store::sqlite_store(std::string path, sqlite_options options)
     if (::stat(impl_->path.c_str(), &st) == 0 && (st.st_mode & 0222) == 0) {
         // Also refused when running as root, who could write it anyway: a file marked
         // read-only is not one evbus should change.
-        impl_->fail_open("the file is read-only (no write permission bits); evbus writes its "
-                         "outbox there, make it writable",
-                         SQLITE_READONLY);
+        impl_->fail_open(
+            "the file is read-only (no write permission bits); evbus writes its "
+            "outbox there, make it writable",
+            SQLITE_READONLY);
     }
     auto first = impl_->open_connection();
     impl_->migrate(*first);
@@ -464,8 +464,12 @@ sqlite_store::sqlite_store(std::string path, sqlite_options options)
 
 sqlite_store::~sqlite_store() = default;
 
-const std::string& sqlite_store::path() const noexcept { return impl_->path; }
-const sqlite_options& sqlite_store::options() const noexcept { return impl_->options; }
+const std::string& sqlite_store::path() const noexcept {
+    return impl_->path;
+}
+const sqlite_options& sqlite_store::options() const noexcept {
+    return impl_->options;
+}
 bool sqlite_store::keeps_history() const noexcept {
     return impl_->options.history_retention.count() > 0;
 }

@@ -27,7 +27,7 @@ struct exit_info {
 };
 
 class child_process {
-  public:
+public:
     /// Starts the program with `args`; its stdout and stderr go to `output_file`.
     child_process(const std::string& program, const std::vector<std::string>& args,
                   std::string output_file)
@@ -92,7 +92,7 @@ class child_process {
         return info;
     }
 
-  private:
+private:
     std::string read_output() const {
         std::ifstream in(output_file_);
         std::ostringstream s;

@@ -11,7 +11,7 @@
 namespace payments_test {
 
 class scratch_dir {
-  public:
+public:
     explicit scratch_dir(const std::string& name) {
         static std::atomic<int> counter{0};
         // relaxed: the counter only makes names unique; nothing is published through it.
@@ -32,7 +32,7 @@ class scratch_dir {
         return (path_ / name).string();
     }
 
-  private:
+private:
     std::filesystem::path path_;
 };
 

@@ -54,7 +54,9 @@ using crash_events = evbus::event_set<transferred>;
 
 constexpr int keys = 50;
 
-std::string key_of(std::int64_t i) { return "user-" + std::to_string(i % keys); }
+std::string key_of(std::int64_t i) {
+    return "user-" + std::to_string(i % keys);
+}
 
 // ---- child -------------------------------------------------------------------------------
 
@@ -121,13 +123,21 @@ int run_child(const std::string& path, std::int64_t total, std::int64_t chunk) {
     auto inbox_sub = bus.subscribe("inbox", [&](const transferred& e, evbus::handler_context& ctx) {
         evbus::unit_of_work<crash_events> tx(store);
         if (evbus::inbox::processed(tx, ctx)) return;
-        tx.sql().prepare("INSERT INTO effect_inbox VALUES (?1, ?2)").bind(1, e.user).bind(2, e.seq).run();
+        tx.sql()
+            .prepare("INSERT INTO effect_inbox VALUES (?1, ?2)")
+            .bind(1, e.user)
+            .bind(2, e.seq)
+            .run();
         tx.commit();
         hit("after_effect");
     });
     auto plain_sub = bus.subscribe("plain", [&](const transferred& e) {
         evbus::unit_of_work<crash_events> tx(store);
-        tx.sql().prepare("INSERT INTO effect_plain VALUES (?1, ?2)").bind(1, e.user).bind(2, e.seq).run();
+        tx.sql()
+            .prepare("INSERT INTO effect_plain VALUES (?1, ?2)")
+            .bind(1, e.user)
+            .bind(2, e.seq)
+            .run();
         tx.commit();
         hit("after_effect");
     });
@@ -180,8 +190,7 @@ effects_report check_effects(evbus::sql_connection& sql, const std::string& tabl
     auto q = sql.prepare("SELECT user, seq FROM " + table + " ORDER BY rowid");
     while (q.step()) {
         ++r.rows;
-        std::pair<std::string, std::int64_t> item{std::string(q.column_text(0)),
-                                                   q.column_int64(1)};
+        std::pair<std::string, std::int64_t> item{std::string(q.column_text(0)), q.column_int64(1)};
         if (!produced.count(item)) ++r.unexpected;
         if (!seen.insert(item).second) {
             ++r.duplicates;
@@ -199,10 +208,9 @@ effects_report check_effects(evbus::sql_connection& sql, const std::string& tabl
     return r;
 }
 
-int spawn_child(const char* self, const std::string& dir, std::int64_t events,
-                std::int64_t chunk, const std::string& point, long after,
-                std::chrono::milliseconds kill_after, bool* killed,
-                std::chrono::milliseconds* took = nullptr) {
+int spawn_child(const char* self, const std::string& dir, std::int64_t events, std::int64_t chunk,
+                const std::string& point, long after, std::chrono::milliseconds kill_after,
+                bool* killed, std::chrono::milliseconds* took = nullptr) {
     const auto start = std::chrono::steady_clock::now();
     const pid_t pid = ::fork();
     if (pid < 0) {
@@ -247,8 +255,8 @@ int run_parent(const char* self, const std::string& dir, int kills, std::int64_t
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     std::mt19937_64 rng(seed);
-    const char* points[] = {"after_commit", "confirmed", "in_handler", "after_effect",
-                            "delivered",    "random"};
+    const char* points[] = {"after_commit", "confirmed", "in_handler",
+                            "after_effect", "delivered", "random"};
     std::map<std::string, int> by_point;
     // Each run produces at most a chunk, so production spans the whole kill plan (a run that
     // finishes its chunk before its kill point also uses one up: hence the slack).
@@ -266,21 +274,23 @@ int run_parent(const char* self, const std::string& dir, int kills, std::int64_t
         const std::string point = points[done_kills % 6];
         const bool random_time = point == "random";
         // How many hits before the kill: about one chunk's worth at most, per point.
-        const long spread = point == "after_commit" ? 15
+        const long spread = point == "after_commit"                        ? 15
                             : point == "confirmed" || point == "delivered" ? 4
-                                                                            : 2 * chunk / 3;
+                                                                           : 2 * chunk / 3;
         const long after = 1 + static_cast<long>(rng() % static_cast<std::uint64_t>(spread));
         const auto kill_after =
-            random_time ? std::chrono::milliseconds(
-                              1 + static_cast<long>(rng() % static_cast<std::uint64_t>(
-                                                              random_window.count())))
-                        : std::chrono::milliseconds(300'000);
+            random_time
+                ? std::chrono::milliseconds(
+                      1 +
+                      static_cast<long>(rng() % static_cast<std::uint64_t>(random_window.count())))
+                : std::chrono::milliseconds(300'000);
         bool killed = false;
         std::chrono::milliseconds took{0};
         const int rc = spawn_child(self, dir, events, chunk, random_time ? "" : point, after,
                                    kill_after, &killed, &took);
         // A random kill that came too late: aim within the time a whole run takes.
-        if (random_time && !killed) random_window = std::max(took * 4 / 5, std::chrono::milliseconds(2));
+        if (random_time && !killed)
+            random_window = std::max(took * 4 / 5, std::chrono::milliseconds(2));
         if (killed) {
             ++done_kills;
             ++by_point[point];
@@ -293,8 +303,7 @@ int run_parent(const char* self, const std::string& dir, int kills, std::int64_t
         }
     }
     bool killed = false;
-    const int rc = spawn_child(self, dir, events, events, "", 0, std::chrono::minutes(10),
-                               &killed);
+    const int rc = spawn_child(self, dir, events, events, "", 0, std::chrono::minutes(10), &killed);
     if (rc != 0) {
         std::fprintf(stderr, "crash: final run failed with status %d\n", rc);
         return 1;
@@ -314,10 +323,11 @@ int run_parent(const char* self, const std::string& dir, int kills, std::int64_t
     std::printf("crash: %d kills in %d runs (%d finished their chunk) (", done_kills, runs,
                 clean_runs);
     for (const auto& [p, n] : by_point) std::printf(" %s=%d", p.c_str(), n);
-    std::printf(" ), %zu events produced over %d keys; outbox rows left %lld, pending %lld, "
-                "dead letters %lld\n",
-                produced.size(), keys, static_cast<long long>(outbox_left),
-                static_cast<long long>(pending), static_cast<long long>(dead));
+    std::printf(
+        " ), %zu events produced over %d keys; outbox rows left %lld, pending %lld, "
+        "dead letters %lld\n",
+        produced.size(), keys, static_cast<long long>(outbox_left), static_cast<long long>(pending),
+        static_cast<long long>(dead));
     bool ok = done_kills >= kills && static_cast<std::int64_t>(produced.size()) == events &&
               outbox_left == 0 && pending == 0 && dead == 0;
     for (const char* table : {"effect_tx", "effect_inbox", "effect_plain"}) {

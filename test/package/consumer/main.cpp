@@ -27,21 +27,21 @@ int main() {
     int placed = 0;
     int shipped = 0;
     std::uint32_t shipped_version = 0;
-    auto sub = bus.subscribe(
-        "consumer.counter",
-        evbus::overload([&placed](const shop::order_placed& e) { placed += e.order; },
-                        [&](const shop::order_shipped&, const evbus::metadata& m) {
-                            ++shipped;
-                            shipped_version = m.schema_version;
-                        }));
+    auto sub =
+        bus.subscribe("consumer.counter",
+                      evbus::overload([&placed](const shop::order_placed& e) { placed += e.order; },
+                                      [&](const shop::order_shipped&, const evbus::metadata& m) {
+                                          ++shipped;
+                                          shipped_version = m.schema_version;
+                                      }));
 
     bus.emit(shop::order_placed{40});
     bus.emit(shop::order_placed{2});
     bus.emit(shop::events::variant_type{shop::order_shipped{7}});
 
     if (placed != 42 || shipped != 1 || shipped_version != 2) {
-        std::fprintf(stderr, "evbus consumer: FAILED (placed %d, shipped %d, version %u)\n",
-                     placed, shipped, static_cast<unsigned>(shipped_version));
+        std::fprintf(stderr, "evbus consumer: FAILED (placed %d, shipped %d, version %u)\n", placed,
+                     shipped, static_cast<unsigned>(shipped_version));
         return 1;
     }
     std::printf("evbus consumer: ok\n");

@@ -77,9 +77,8 @@ TEST_CASE("bus: isolate records the failure and goes on with the next handler", 
     auto sink = std::make_shared<evbus::dead_letter_list>(8);
     test_bus bus({sink});
     int after = 0;
-    auto failing = bus.subscribe("failing", [](const deposited&) {
-        throw std::runtime_error("ledger offline");
-    });
+    auto failing = bus.subscribe(
+        "failing", [](const deposited&) { throw std::runtime_error("ledger offline"); });
     auto refusing = bus.subscribe("refusing", [](const deposited&) {
         return evbus::handler_result::fail("amount too large");
     });
@@ -110,8 +109,7 @@ TEST_CASE("bus: fail-fast stops dispatch and rethrows to the caller", "[core][bu
     evbus::subscribe_options fail_fast;
     fail_fast.on_error = evbus::error_policy::fail_fast;
     auto failing = bus.subscribe(
-        "failing", [](const deposited&) { throw std::logic_error("invariant broken"); },
-        fail_fast);
+        "failing", [](const deposited&) { throw std::logic_error("invariant broken"); }, fail_fast);
     auto next = bus.subscribe("next", [&after](const deposited&) { ++after; });
 
     CHECK_THROWS_AS(bus.emit(deposited{"alice", 1}), std::logic_error);
@@ -121,9 +119,9 @@ TEST_CASE("bus: fail-fast stops dispatch and rethrows to the caller", "[core][bu
     auto refusing = bus.subscribe(
         "refusing", [](const withdrawn&) { return evbus::handler_result::retry("busy"); },
         fail_fast);
-    CHECK_THROWS_WITH(bus.emit(withdrawn{"bob", 1}),
-                      Catch::Contains("'refusing' failed on test.withdrawn") &&
-                          Catch::Contains("busy"));
+    CHECK_THROWS_WITH(
+        bus.emit(withdrawn{"bob", 1}),
+        Catch::Contains("'refusing' failed on test.withdrawn") && Catch::Contains("busy"));
 }
 
 TEST_CASE("bus: an exception of any type is isolated", "[core][bus]") {
@@ -150,9 +148,8 @@ TEST_CASE("bus: the dead-letter list is bounded and counts what it drops", "[cor
 TEST_CASE("bus: metadata round-trips and is stamped on accept", "[core][bus][metadata]") {
     test_bus bus;
     evbus::metadata seen;
-    auto sub = bus.subscribe("observer", [&seen](const deposited&, const evbus::metadata& m) {
-        seen = m;
-    });
+    auto sub = bus.subscribe("observer",
+                             [&seen](const deposited&, const evbus::metadata& m) { seen = m; });
     evbus::metadata given;
     given.source = "ledger";
     given.correlation_id = evbus::event_id::generate();
@@ -213,8 +210,7 @@ TEST_CASE("bus: nested emits inherit correlation and take the parent as causatio
     CHECK(seen[3].correlation_id == seen[3].id);
 }
 
-TEST_CASE("bus: handlers see the subscription name and attempt in their context",
-          "[core][bus]") {
+TEST_CASE("bus: handlers see the subscription name and attempt in their context", "[core][bus]") {
     test_bus bus;
     std::string name;
     std::uint32_t attempt = 0;
@@ -233,11 +229,10 @@ TEST_CASE("bus: handlers see the subscription name and attempt in their context"
 TEST_CASE("bus: exhaustive subscriptions accept a set that covers every event", "[core][bus]") {
     test_bus bus;
     int calls = 0;
-    auto all = bus.subscribe("all", evbus::exhaustive{evbus::overload(
-                                        [&](const deposited&) { ++calls; },
-                                        [&](const withdrawn&) { ++calls; },
-                                        [&](const audited&) { ++calls; },
-                                        [&](const pinged&) { ++calls; })});
+    auto all = bus.subscribe(
+        "all", evbus::exhaustive{evbus::overload(
+                   [&](const deposited&) { ++calls; }, [&](const withdrawn&) { ++calls; },
+                   [&](const audited&) { ++calls; }, [&](const pinged&) { ++calls; })});
     (void)bus.emit(deposited{});
     (void)bus.emit(audited{});
     CHECK(calls == 2);

@@ -53,8 +53,7 @@ TEST_CASE("unsubscribe: a handler may unsubscribe itself and a later one during 
     CHECK(later_calls == 0);
 }
 
-TEST_CASE("unsubscribe: reset waits for a call running on another thread",
-          "[core][unsubscribe]") {
+TEST_CASE("unsubscribe: reset waits for a call running on another thread", "[core][unsubscribe]") {
     test_bus bus;
     std::latch entered(1);
     std::atomic<bool> release{false};

@@ -15,7 +15,6 @@
 
 #include "engine_test_support.hpp"
 
-
 using namespace engine_test;
 
 TEST_CASE("allocation: posting and handling non-allocating events allocates nothing",
@@ -42,7 +41,7 @@ TEST_CASE("allocation: posting and handling non-allocating events allocates noth
 
     const std::size_t before = evbus_test::allocation_count();
     for (std::uint32_t i = 0; i < measured; ++i) {
-        engine.post(tick{i % 100, 1, i});  // blocking post, keyed
+        engine.post(tick{i % 100, 1, i});        // blocking post, keyed
         engine.post(ping{static_cast<int>(i)});  // keyless
         while (engine.try_post(tick{i % 100, 2, i})) {
             // full: let the workers catch up (try_post allocates nothing either way)

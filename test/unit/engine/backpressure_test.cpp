@@ -19,7 +19,7 @@ TEST_CASE("backpressure: a stalled shard blocks post(), try_post() says full, no
     gate stall;
     std::atomic<bool> stalled{false};
     std::atomic<bool> gave_up{false};  // Catch2 assertions belong on the test's thread
-    std::vector<int> seen;  // one worker writes, read after drain()
+    std::vector<int> seen;             // one worker writes, read after drain()
     auto sub = bus.subscribe("slow", [&](const step& s) {
         if (s.n == 0) {
             stalled = true;

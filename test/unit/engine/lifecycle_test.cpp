@@ -17,8 +17,7 @@
 using namespace engine_test;
 using namespace std::chrono_literals;
 
-TEST_CASE("shutdown: 300 buffered events, then drain: all 300 are handled",
-          "[engine][lifecycle]") {
+TEST_CASE("shutdown: 300 buffered events, then drain: all 300 are handled", "[engine][lifecycle]") {
     test_bus bus;
     gate stall;
     std::atomic<bool> gave_up{false};
@@ -64,8 +63,8 @@ TEST_CASE("shutdown: stop racing post and drain, 15 runs: no crash, nothing lost
             threads.emplace_back([&, p] {
                 for (int n = 0;; ++n) {
                     try {
-                        engine->post(step{"p" + std::to_string(p) + "-" + std::to_string(n % 5),
-                                          n});
+                        engine->post(
+                            step{"p" + std::to_string(p) + "-" + std::to_string(n % 5), n});
                         ++accepted;
                     } catch (const std::system_error& e) {
                         if (e.code() == evbus::engine_errc::closed) {

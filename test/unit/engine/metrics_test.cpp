@@ -33,7 +33,7 @@ TEST_CASE("metrics: the counters match what happened", "[engine][metrics]") {
     test_engine engine(bus, {.shards = 2});
     for (int n = 1; n <= 10; ++n) engine.post(step{"A", n});  // 5 retried, all succeed
     for (int n = 1; n <= 3; ++n) engine.post(step{"B", n});   // B1 dead, B2 and B3 parked
-    engine.post(ping{1});                                      // nobody listens
+    engine.post(ping{1});                                     // nobody listens
     engine.drain();
 
     const auto m = engine.metrics();

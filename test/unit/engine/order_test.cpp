@@ -158,8 +158,7 @@ TEST_CASE("engine: post_and_wait returns each subscription's outcome with its er
     options.on_outcome = [&](const evbus::delivery_outcome& o) {
         const std::lock_guard lock(observed_mutex);
         observed.push_back(std::string(o.subscription) + ":" +
-                           std::string(evbus::to_string(o.status)) + ":" +
-                           std::string(o.error));
+                           std::string(evbus::to_string(o.status)) + ":" + std::string(o.error));
     };
     test_engine engine(bus, options);
 
@@ -175,8 +174,8 @@ TEST_CASE("engine: post_and_wait returns each subscription's outcome with its er
     CHECK_FALSE(report.all_succeeded());
 
     const std::lock_guard lock(observed_mutex);
-    CHECK(observed == std::vector<std::string>{"good:succeeded:",
-                                               "bad:dead_lettered:card declined"});
+    CHECK(observed ==
+          std::vector<std::string>{"good:succeeded:", "bad:dead_lettered:card declined"});
 }
 
 TEST_CASE("engine: post_to delivers to the named subscriptions only", "[engine][outcome]") {
@@ -230,13 +229,17 @@ TEST_CASE("engine: bad options are rejected with a message naming the option",
                       Catch::Contains("batch_size"));
     evbus::subscribe_options bad;
     bad.retry.multiplier = 0.5;
-    CHECK_THROWS_WITH(bus.subscribe("x", [](const step&) {}, bad),
+    CHECK_THROWS_WITH(bus.subscribe(
+                          "x", [](const step&) {}, bad),
                       Catch::Contains("retry.multiplier"));
     bad = {};
     bad.retry.jitter = 1.5;
-    CHECK_THROWS_WITH(bus.subscribe("x", [](const step&) {}, bad),
+    CHECK_THROWS_WITH(bus.subscribe(
+                          "x", [](const step&) {}, bad),
                       Catch::Contains("retry.jitter"));
     bad = {};
     bad.retry.max_attempts = 0;
-    CHECK_THROWS_AS(bus.subscribe("x", [](const step&) {}, bad), std::invalid_argument);
+    CHECK_THROWS_AS(bus.subscribe(
+                        "x", [](const step&) {}, bad),
+                    std::invalid_argument);
 }

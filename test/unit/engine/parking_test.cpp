@@ -33,9 +33,10 @@ struct ledger {
 
 }  // namespace
 
-TEST_CASE("parking: a failed head on key A holds later A events while key B flows; requeue "
-          "releases A in order",
-          "[engine][parking]") {
+TEST_CASE(
+    "parking: a failed head on key A holds later A events while key B flows; requeue "
+    "releases A in order",
+    "[engine][parking]") {
     test_bus bus;
     // One shard, so A and B share a worker: B flowing shows that parking is per key.
     std::vector<std::string> handled;  // written by the one worker, read after drain()
@@ -74,8 +75,7 @@ TEST_CASE("parking: a failed head on key A holds later A events while key B flow
     CHECK(engine.requeue(letters[0].id) == evbus::engine_errc::no_such_dead_letter);
 }
 
-TEST_CASE("parking: discarding the head releases the parked events in order",
-          "[engine][parking]") {
+TEST_CASE("parking: discarding the head releases the parked events in order", "[engine][parking]") {
     test_bus bus;
     std::vector<std::string> handled;
     std::set<std::string> failing{"A1"};
@@ -93,8 +93,7 @@ TEST_CASE("parking: discarding the head releases the parked events in order",
     CHECK(engine.discard(letters[0].id) == evbus::engine_errc::no_such_dead_letter);
 }
 
-TEST_CASE("parking: a released event that fails again becomes the new head",
-          "[engine][parking]") {
+TEST_CASE("parking: a released event that fails again becomes the new head", "[engine][parking]") {
     test_bus bus;
     std::vector<std::string> handled;
     std::set<std::string> failing{"A1", "A2"};
@@ -121,8 +120,7 @@ TEST_CASE("parking: a released event that fails again becomes the new head",
     CHECK(handled == std::vector<std::string>{"A1", "A2", "A3"});
 }
 
-TEST_CASE("parking: other subscriptions of a parked key are not held",
-          "[engine][parking]") {
+TEST_CASE("parking: other subscriptions of a parked key are not held", "[engine][parking]") {
     test_bus bus;
     std::vector<std::string> handled;
     std::set<std::string> failing{"A1"};

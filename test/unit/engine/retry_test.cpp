@@ -132,7 +132,8 @@ TEST_CASE("retry: the first attempt is not delayed by the backoff", "[engine][re
     test_bus bus;
     // An hour of initial delay: if the first attempt waited for it, the future below would
     // not be ready within the (generous) patience.
-    auto sub = bus.subscribe("prompt", [](const step&) {}, retrying(3, std::chrono::hours(1)));
+    auto sub = bus.subscribe(
+        "prompt", [](const step&) {}, retrying(3, std::chrono::hours(1)));
     test_engine engine(bus, {.shards = 1});
     auto outcome = engine.post_tracked(step{"hank", 1});
     REQUIRE(outcome.wait_for(patience) == std::future_status::ready);

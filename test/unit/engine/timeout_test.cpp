@@ -37,9 +37,10 @@ std::size_t records_containing(const evbus::dead_letter_list& sink, const std::s
 
 }  // namespace
 
-TEST_CASE("timeout: an overrun is a failure, reported with event id and subscription, and "
-          "retried",
-          "[engine][timeout]") {
+TEST_CASE(
+    "timeout: an overrun is a failure, reported with event id and subscription, and "
+    "retried",
+    "[engine][timeout]") {
     auto sink = std::make_shared<evbus::dead_letter_list>();
     test_bus bus({sink});
     std::atomic<int> calls{0};
@@ -78,16 +79,14 @@ TEST_CASE("timeout: an overrun is a failure, reported with event id and subscrip
     CHECK_THAT(records[0].error, Catch::Contains("timeout") && Catch::Contains("budget is 20 ms"));
 }
 
-TEST_CASE("timeout: a handler that always overruns ends in the dead letters",
-          "[engine][timeout]") {
+TEST_CASE("timeout: a handler that always overruns ends in the dead letters", "[engine][timeout]") {
     test_bus bus;
     evbus::subscribe_options o;
     o.timeout = 5ms;
     o.retry.max_attempts = 2;
     o.retry.initial_delay = 1ms;
     auto sub = bus.subscribe(
-        "too-slow", [](const step&, evbus::handler_context& ctx) { (void)wait_for_stop(ctx); },
-        o);
+        "too-slow", [](const step&, evbus::handler_context& ctx) { (void)wait_for_stop(ctx); }, o);
     test_engine engine(bus, {.shards = 1, .watchdog_interval = 2ms});
     engine.post(step{"k", 1});
     engine.drain();

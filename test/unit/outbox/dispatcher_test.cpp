@@ -191,7 +191,8 @@ TEST_CASE("dispatcher: five subscriptions, two failing: a restart resubmits only
                 const std::lock_guard lock(calls_mutex);
                 bool others_done = true;
                 for (const char* name : {"a", "b", "c", "d", "e"}) {
-                    for (const auto& key : others) others_done = others_done && calls[name][key] == 1;
+                    for (const auto& key : others)
+                        others_done = others_done && calls[name][key] == 1;
                 }
                 if (calls["d"]["alice"] >= 3 && others_done) break;
             }
@@ -202,8 +203,8 @@ TEST_CASE("dispatcher: five subscriptions, two failing: a restart resubmits only
         for (const auto& p : store.unfinished(std::nullopt, 10)) {
             pending.insert({p.subscription, p.event.key});
         }
-        CHECK(pending == std::set<std::pair<std::string, std::string>>{{"d", "alice"},
-                                                                        {"e", "alice"}});
+        CHECK(pending ==
+              std::set<std::pair<std::string, std::string>>{{"d", "alice"}, {"e", "alice"}});
         const std::lock_guard lock(calls_mutex);
         for (const char* name : {"a", "b", "c"}) CHECK(calls[name]["alice"] == 1);
     }
@@ -243,9 +244,9 @@ TEST_CASE("dispatcher: bad rows become dead letters naming row and cause; others
     REQUIRE(dead.size() == 3);
     for (const auto& letter : dead) {
         CHECK(letter.subscription.empty());
-        CHECK_THAT(letter.error, Catch::StartsWith("outbox row " +
-                                                   std::to_string(letter.event.position) +
-                                                   " (event " + letter.event.id.to_string()));
+        CHECK_THAT(letter.error,
+                   Catch::StartsWith("outbox row " + std::to_string(letter.event.position) +
+                                     " (event " + letter.event.id.to_string()));
     }
     CHECK_THAT(dead[0].error, Catch::Contains("corrupt payload"));
     CHECK_THAT(dead[1].error, Catch::Contains("unknown event name 'transfer.moneyBurned'"));
@@ -259,11 +260,12 @@ TEST_CASE("dispatcher: a v1 row written by an older build reaches handlers as v2
     test_bus bus;
     std::vector<money_transferred> seen;
     std::mutex m;
-    auto sub = bus.subscribe("ledger", [&](const money_transferred& e, const evbus::metadata& meta) {
-        const std::lock_guard lock(m);
-        seen.push_back(e);
-        CHECK(meta.schema_version == 2);
-    });
+    auto sub =
+        bus.subscribe("ledger", [&](const money_transferred& e, const evbus::metadata& meta) {
+            const std::lock_guard lock(m);
+            seen.push_back(e);
+            CHECK(meta.schema_version == 2);
+        });
     insert_raw(*store, "transfer.moneyTransferred", 1, "old",
                evbus::payload_codec<events>::encode(money_transferred_v1{"old", 42}));
     dispatcher d(bus, *store, fast_poll());
@@ -296,8 +298,9 @@ TEST_CASE("dispatcher: a transactional handler's writes and completion commit to
     auto totals = d.subscribe_transactional(
         "totals", [](const money_transferred& e, evbus::unit_of_work<events>& tx) {
             tx.sql()
-                .prepare("INSERT INTO totals VALUES (?1, ?2) ON CONFLICT(user) DO UPDATE SET "
-                         "cents = cents + excluded.cents")
+                .prepare(
+                    "INSERT INTO totals VALUES (?1, ?2) ON CONFLICT(user) DO UPDATE SET "
+                    "cents = cents + excluded.cents")
                 .bind(1, e.user_id)
                 .bind(2, e.cents)
                 .run();
@@ -340,13 +343,17 @@ TEST_CASE("dispatcher: an inbox-guarded handler applies a redelivered event once
     }
     test_bus bus;
     int calls = 0;
-    auto guarded = bus.subscribe("guarded", [&](const money_transferred&, evbus::handler_context& ctx) {
-        ++calls;
-        evbus::unit_of_work<events> tx(*store);
-        if (evbus::inbox::processed(tx, ctx)) return;
-        tx.sql().prepare("INSERT INTO effects VALUES (?1)").bind(1, ctx.meta().id.to_string()).run();
-        tx.commit();
-    });
+    auto guarded =
+        bus.subscribe("guarded", [&](const money_transferred&, evbus::handler_context& ctx) {
+            ++calls;
+            evbus::unit_of_work<events> tx(*store);
+            if (evbus::inbox::processed(tx, ctx)) return;
+            tx.sql()
+                .prepare("INSERT INTO effects VALUES (?1)")
+                .bind(1, ctx.meta().id.to_string())
+                .run();
+            tx.commit();
+        });
     dispatcher d(bus, *store, fast_poll());
     d.start();
     commit_one(*store, {"alice", 1, "EUR"});

@@ -20,7 +20,6 @@
 
 #include "counting_new.hpp"
 
-
 namespace {
 
 using evbus::mpsc_ring;
@@ -184,8 +183,7 @@ TEST_CASE("ring: std::string values survive wrap-around and are freed", "[core][
     CHECK(popped + ring.approx_size() == 100);
 }
 
-TEST_CASE("ring: an exception from the consume callback frees what it was given",
-          "[core][ring]") {
+TEST_CASE("ring: an exception from the consume callback frees what it was given", "[core][ring]") {
     tracked::reset();
     {
         mpsc_ring<tracked> ring(8);

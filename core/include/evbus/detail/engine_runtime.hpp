@@ -272,9 +272,7 @@ public:
     /// sleeps end, and every shard's stop source is requested. Thread-safe, idempotent.
     void abort() noexcept;
     /// True after abort(). Thread-safe; acquire (pairs with abort()'s release store).
-    [[nodiscard]] bool aborting() const noexcept {
-        return abort_.load(std::memory_order_acquire);
-    }
+    [[nodiscard]] bool aborting() const noexcept { return abort_.load(std::memory_order_acquire); }
     /// Marks the engine stopped and wakes drain() callers waiting for that. Thread-safe.
     void mark_stopped() noexcept;
     /// Waits until mark_stopped(). Thread-safe.

@@ -11,8 +11,8 @@
 #pragma once
 
 #include <functional>
-#include <vector>
 #include <type_traits>
+#include <vector>
 
 #include <evbus/detail/type_list.hpp>
 #include <evbus/event_set.hpp>
@@ -35,8 +35,9 @@ template <class H>
 struct call_detector : H, call_fallback {};
 
 template <class H>
-concept has_call_operator = std::is_class_v<H> && !std::is_final_v<H> &&
-                            !requires { &call_detector<H>::operator(); };
+concept has_call_operator = std::is_class_v<H> && !std::is_final_v<H> && !requires {
+    &call_detector<H>::operator();
+};
 
 template <class H, class E, class... Rest>
 struct ambiguity_probe : H {
@@ -69,10 +70,10 @@ struct handler_shape {
         !mutable_ref && ((!plain && std::is_invocable_v<H&, E&&>) ||
                          (!with_meta && std::is_invocable_v<H&, E&&, const metadata&>) ||
                          (!with_context && std::is_invocable_v<H&, E&&, handler_context&>));
-    static constexpr bool ambiguous = signatures == 0 && !mutable_ref && !rvalue_ref &&
-                                      (ambiguous_for<H, E>() ||
-                                       ambiguous_for<H, E, const metadata&>() ||
-                                       ambiguous_for<H, E, handler_context&>());
+    static constexpr bool ambiguous =
+        signatures == 0 && !mutable_ref && !rvalue_ref &&
+        (ambiguous_for<H, E>() || ambiguous_for<H, E, const metadata&>() ||
+         ambiguous_for<H, E, handler_context&>());
     static constexpr bool handles = signatures > 0;
 
     static auto result_probe() {
@@ -178,17 +179,28 @@ constexpr bool check_one_event() {
 template <class M>
 struct member_call_traits {};
 template <class R, class C, class A, class... Rest>
-struct member_call_traits<R (C::*)(A, Rest...)> { using first = A; };
+struct member_call_traits<R (C::*)(A, Rest...)> {
+    using first = A;
+};
 template <class R, class C, class A, class... Rest>
-struct member_call_traits<R (C::*)(A, Rest...) const> { using first = A; };
+struct member_call_traits<R (C::*)(A, Rest...) const> {
+    using first = A;
+};
 template <class R, class C, class A, class... Rest>
-struct member_call_traits<R (C::*)(A, Rest...) noexcept> { using first = A; };
+struct member_call_traits<R (C::*)(A, Rest...) noexcept> {
+    using first = A;
+};
 template <class R, class C, class A, class... Rest>
-struct member_call_traits<R (C::*)(A, Rest...) const noexcept> { using first = A; };
+struct member_call_traits<R (C::*)(A, Rest...) const noexcept> {
+    using first = A;
+};
 
 template <class F>
-concept single_call_operator = std::is_class_v<F> && requires { &F::operator(); } &&
-                               requires { typename member_call_traits<decltype(&F::operator())>::first; };
+concept single_call_operator = std::is_class_v<F> && requires {
+    &F::operator();
+} && requires {
+    typename member_call_traits<decltype(&F::operator())>::first;
+};
 
 template <class F, class... Es>
 constexpr bool check_component(event_set<Es...>*) {

@@ -46,10 +46,10 @@ inline constexpr std::string_view totals_subscription = "analytics.user-totals";
 
 /// The wired module; its subscription ends with it.
 class module {
-  public:
+public:
     explicit module(evbus::subscription totals) noexcept : totals_(std::move(totals)) {}
 
-  private:
+private:
     evbus::subscription totals_;
 };
 

@@ -20,7 +20,7 @@ namespace payments::contract {
 
 /// The database holds a module schema this build cannot use.
 class module_schema_error : public std::runtime_error {
-  public:
+public:
     using std::runtime_error::runtime_error;
 };
 

@@ -30,7 +30,7 @@ namespace payments::notification {
 
 /// Where receipts go out. send() may be called again for a receipt after a crash.
 class receipt_sink {
-  public:
+public:
     virtual ~receipt_sink() = default;
     /// Sends one receipt; throwing fails this attempt (it is retried). Thread-safe.
     virtual void send(const contract::receipt_sent& receipt) = 0;
@@ -48,12 +48,12 @@ inline constexpr std::string_view sender_subscription = "notification.sender";
 
 /// The wired module; its subscriptions end with it.
 class module {
-  public:
+public:
     module(evbus::subscription receipts,
            evbus::subscription sender) noexcept :receipts_(std::move(receipts)),
         sender_(std::move(sender)) {}
 
-  private:
+private:
     evbus::subscription receipts_;
     evbus::subscription sender_;
 };

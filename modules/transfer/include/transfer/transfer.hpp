@@ -74,7 +74,7 @@ struct user_aggregate {
 [[nodiscard]] std::string_view to_string(reason r) noexcept;
 
 class transfer_service {
-  public:
+public:
     explicit transfer_service(evbus::event_store& store) noexcept : store_(&store) {}
 
     /// Validates and, when valid, commits the transfer with its event. Throws
@@ -101,7 +101,7 @@ class transfer_service {
     /// The number of wallets. Thread-safe.
     [[nodiscard]] std::int64_t wallet_count();
 
-  private:
+private:
     evbus::event_store* store_;
 };
 
