@@ -164,9 +164,9 @@ void key_from_payload(const E& e, event_key& out) {
         if constexpr (std::integral<K>) {
             char buf[24];
             const auto res = std::to_chars(buf, buf + sizeof buf, e.event_key());
-            out = event_key(std::string_view(buf, static_cast<std::size_t>(res.ptr - buf)));
+            out.assign(std::string_view(buf, static_cast<std::size_t>(res.ptr - buf)), "event key");
         } else {
-            out = event_key(std::string_view(e.event_key()), "event key");
+            out.assign(std::string_view(e.event_key()), "event key");
         }
     }
 }

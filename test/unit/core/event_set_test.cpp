@@ -45,3 +45,20 @@ TEST_CASE("metadata: a key longer than the limit is an error naming it", "[core]
                           Catch::Contains("limit is 63"));
     CHECK(evbus::metadata::with_key(std::string(63, 'k')).key.size() == 63);
 }
+
+TEST_CASE("metadata: inline strings compare by their text only, a failed assign keeps it",
+          "[core][metadata]") {
+    evbus::metadata a;
+    CHECK(a.key.empty());
+    CHECK(a.key.view().empty());
+    a.key.assign("a-rather-long-key-that-fills-bytes");
+    a.key.assign("short");  // the old bytes past size() stay, and must not count
+    evbus::metadata b;
+    b.key.assign("short");
+    CHECK(a.key == b.key);
+    const evbus::metadata copy = a;  // copies only what the value is: equal again
+    CHECK(copy.key == "short");
+    CHECK_THROWS_WITH(b.key.assign(std::string(64, 'x'), "event key"),
+                      Catch::Contains("limit is 63"));
+    CHECK(b.key == "short");
+}
