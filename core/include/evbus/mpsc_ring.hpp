@@ -59,10 +59,12 @@
 //   cursor. The epoch is read (acquire [W3]) before the re-check; if the consumer's bump
 //   (release [W4]) happens before that read, the cursor is visible to the re-check; if after,
 //   the wait on the old epoch returns at once. The consumer pays one uncontended RMW per
-//   batch.
+//   batch. wait_for_space() is the same handshake for a producer that has not claimed a
+//   position yet; it re-checks the tail against the cursor, and also wakes on
+//   wake_producers(), whose release bump [W5] pairs with [W3] the same way [W4] does.
 //
-// Thread-safety: try_push, try_emplace, push, wake_consumer, approx_size and capacity are
-// thread-safe. try_pop, consume and wait_for_items are consumer only: one thread at a time
+// Thread-safety: try_push, try_emplace, try_push_with, push, wait_for_space,
+// wake_producers, wake_consumer, claimed, approx_size and capacity are thread-safe. try_pop, consume and wait_for_items are consumer only: one thread at a time
 // (a different thread may take over after a happens-before hand-off, e.g. thread join).
 #pragma once
 
@@ -186,16 +188,75 @@ public:
     template <class... A>
     [[nodiscard]] bool try_emplace(A&&... args) noexcept(std::is_nothrow_constructible_v<T, A...>) {
         if constexpr (std::is_nothrow_constructible_v<T, A...>) {
-            std::size_t pos = 0;
-            if (!claim(pos)) return false;
-            slot& s = slot_at(pos);
-            ::new (static_cast<void*>(s.storage)) T(std::forward<A>(args)...);
-            publish(s, pos);
-            return true;
+            return try_push_with([&](void* storage) noexcept {
+                ::new (storage) T(std::forward<A>(args)...);
+            });
         } else {
             T value(std::forward<A>(args)...);
             return try_push(std::move(value));
         }
+    }
+
+    /// Claims a free slot, calls `build(storage)`, which must construct exactly one T at
+    /// `storage` and must not throw, and publishes it; false when the ring is full (`build`
+    /// is then not called). `build` runs after the claim's seq_cst RMW, so whatever it reads
+    /// is ordered after the claim: the engine decides there, against its shutdown flag,
+    /// whether the slot gets the event or a "refused" entry.
+    /// Thread-safe; producers. Lock-free, never allocates unless `build` does.
+    template <class Build>
+    [[nodiscard]] bool try_push_with(Build&& build) noexcept {
+        static_assert(std::is_nothrow_invocable_v<Build&, void*>,
+                      "evbus::mpsc_ring::try_push_with: build(void*) must be noexcept");
+        std::size_t pos = 0;
+        if (!claim(pos)) return false;
+        slot& s = slot_at(pos);
+        build(static_cast<void*>(s.storage));
+        publish(s, pos);
+        return true;
+    }
+
+    /// Blocks while the ring is full, without claiming a position, until a try_push may
+    /// succeed or `give_up()` returns true; spins, yields, then sleeps like push(). A wake
+    /// that leaves the ring full again (another producer took the slot) returns too: the
+    /// caller retries its try_push and waits again. `give_up` is checked before every sleep;
+    /// whoever makes it true calls wake_producers() afterwards. Thread-safe; producers.
+    template <class GiveUp>
+    void wait_for_space(const GiveUp& give_up) noexcept {
+        const auto has_space = [this] {
+            // Relaxed: a stale (lower) tail only reads as "space", and the caller's claim
+            // then fails and comes back; the cursor load inside is the ordered one [A1].
+            return slot_free(tail_.load(std::memory_order_relaxed));
+        };
+        for (int i = 0; i < spin_rounds + yield_rounds; ++i) {
+            if (has_space() || give_up()) return;
+            if (i < spin_rounds) {
+                detail::cpu_relax();
+            } else {
+                std::this_thread::yield();
+            }
+        }
+        // The handshake of wait_until_free(): [W1] before the re-check, [W3] pairs with [W4].
+        producers_waiting_.fetch_add(1, std::memory_order_acq_rel);
+        const std::uint32_t epoch = space_epoch_.load(std::memory_order_acquire);
+        if (!has_space() && !give_up()) space_epoch_.wait(epoch, std::memory_order_acquire);
+        // Relaxed: as in wait_until_free(), a stale count costs one spurious notify.
+        producers_waiting_.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    /// Wakes every producer sleeping in push() or wait_for_space() so it looks again (the
+    /// caller changed what their `give_up` reads). Thread-safe; one RMW and a futex wake.
+    void wake_producers() noexcept {
+        // [W5] release: a waiter whose [W3] reads the new epoch also sees what the caller
+        // wrote before this call; one that read the old epoch returns from wait() at once or is
+        // woken by the notify.
+        space_epoch_.fetch_add(1, std::memory_order_release);
+        space_epoch_.notify_all();
+    }
+
+    /// Positions claimed so far: every push, including those still writing their value.
+    /// Thread-safe; relaxed, a statistic that may be stale by the time it returns.
+    [[nodiscard]] std::size_t claimed() const noexcept {
+        return tail_.load(std::memory_order_relaxed);
     }
 
     /// Moves `v` into the ring, blocking while it is full. The position is taken at once

@@ -287,6 +287,66 @@ TEST_CASE("ring: blocked pushers are all woken by a consumer batch", "[core][rin
     CHECK_FALSE(ring.try_pop().has_value());
 }
 
+TEST_CASE("ring: try_push_with builds the value in the claimed slot, only when one is free",
+          "[core][ring]") {
+    mpsc_ring<int> ring(2);
+    int builds = 0;
+    const auto build = [&](void* storage) noexcept {
+        ::new (storage) int(10 + builds);
+        ++builds;
+    };
+    CHECK(ring.try_push_with(build));
+    CHECK(ring.try_push_with(build));
+    CHECK_FALSE(ring.try_push_with(build));  // full: not called
+    CHECK(builds == 2);
+    CHECK(ring.claimed() == 2);
+    CHECK(ring.try_pop() == 10);
+    CHECK(ring.try_pop() == 11);
+}
+
+TEST_CASE("ring: wait_for_space returns once a slot frees, or on give-up and wake_producers",
+          "[core][ring]") {
+    mpsc_ring<int> ring(2);
+    REQUIRE(ring.try_push(1));
+    REQUIRE(ring.try_push(2));
+
+    SECTION("a consumer batch frees a slot") {
+        std::latch started(1);
+        std::atomic<bool> pushed{false};
+        std::thread producer([&] {
+            started.count_down();
+            while (!ring.try_push(3)) ring.wait_for_space([] { return false; });
+            pushed.store(true);
+        });
+        started.wait();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it block (no assert)
+        CHECK_FALSE(pushed.load());
+        REQUIRE(ring.try_pop() == 1);
+        producer.join();
+        CHECK(pushed.load());
+        CHECK(ring.try_pop() == 2);
+        CHECK(ring.try_pop() == 3);
+    }
+    SECTION("give-up set, then wake_producers: returns while still full") {
+        std::atomic<bool> give_up{false};
+        std::latch started(1);
+        std::atomic<bool> returned{false};
+        std::thread producer([&] {
+            started.count_down();
+            ring.wait_for_space([&] { return give_up.load(); });
+            returned.store(true);
+        });
+        started.wait();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it block (no assert)
+        CHECK_FALSE(returned.load());
+        give_up.store(true);
+        ring.wake_producers();
+        producer.join();
+        CHECK(returned.load());
+        CHECK(ring.approx_size() == 2);  // nothing was consumed: the give-up released it
+    }
+}
+
 TEST_CASE("ring: wait_for_items returns false once the stop flag is set", "[core][ring]") {
     mpsc_ring<int> ring(4);
     std::atomic<bool> stop{true};
