@@ -100,18 +100,16 @@ void shard_runtime::enter_worker_thread() noexcept {
 
 bool shard_runtime::enter_post() noexcept {
     // seq_cst: the Dekker pair with engine_runtime::close(); see the header.
-    producer_state_.fetch_add(1, std::memory_order_seq_cst);
+    producers_.fetch_add(1, std::memory_order_seq_cst);
     if (engine_.accepting()) return true;
-    leave_post(false);
+    leave_post();
     return false;
 }
 
-void shard_runtime::leave_post(bool accepted) noexcept {
-    // One RMW leaves and counts: + accepted_unit - 1, or - 1 (wrapping add of all ones).
-    const std::uint64_t delta = accepted ? accepted_unit - 1 : ~std::uint64_t{0};
+void shard_runtime::leave_post() noexcept {
     // seq_cst: the other half of the Dekker pair (stop() must see the registration gone).
-    const std::uint64_t before = producer_state_.fetch_add(delta, std::memory_order_seq_cst);
-    if ((before & producer_mask) == 1 && !engine_.accepting()) engine_.producers_gone();
+    const std::uint64_t before = producers_.fetch_sub(1, std::memory_order_seq_cst);
+    if (before == 1 && !engine_.accepting()) engine_.producers_gone();
 }
 
 const dispatch_table& shard_runtime::table() {
@@ -410,7 +408,9 @@ void engine_runtime::producers_gone() noexcept {
 }
 
 bool engine_runtime::close(std::chrono::steady_clock::time_point deadline) {
-    closed_.store(true, std::memory_order_seq_cst);  // Dekker with shard_runtime::enter_post()
+    // seq_cst: the Dekker pairs with posts (shard::submit) and shard_runtime::enter_post().
+    closed_.store(true, std::memory_order_seq_cst);
+    for (shard_runtime* s : shards_) s->wake_producers();  // after the store: see the ring
     std::unique_lock lock(drain_mutex_);
     return drain_cv_.wait_until(lock, deadline, [this] { return no_producers(); });
 }
@@ -528,7 +528,9 @@ engine_metrics engine_runtime::metrics() const {
     for (const shard_runtime* s : shards_) {
         shard_metrics m;
         m.shard = s->index();
-        m.accepted = s->producer_state_.load(rx) >> shard_runtime::producer_bits;
+        // Acquire, then the claims: see "Memory ordering" in the header.
+        const std::uint64_t non_events = s->non_events_.load(std::memory_order_acquire);
+        m.accepted = s->ring_claims() - non_events;
         m.handled = s->handled.load(rx);
         m.failed = s->failed_.load(rx);
         m.retried = s->retried_.load(rx);

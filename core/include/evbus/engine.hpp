@@ -50,6 +50,15 @@
 // parked (each also reported to the error sink). The destructor calls stop() with
 // engine_options::shutdown_budget. Handlers that post during stop() get `closed`.
 //
+// Shutdown without a per-post registration: a post's ring claim is its registration. It
+// claims a slot, then reads the engine's closed flag (both seq_cst, the Dekker pair of
+// detail/engine_runtime.hpp); stop() sets the flag, then queues a drain marker in every
+// shard. A post that still saw the engine open therefore claimed before the marker and is
+// handled (or reported) before the shard reaches it; a post that sees the flag fills its
+// claimed slot with a refusal the worker skips and returns `closed`. Posts waiting for
+// ring space are woken by stop() and return `closed` without claiming. drain() and
+// requeue() register with a counter that stop() waits for, as they are rare.
+//
 // Limits: a handler must not post with post() into its own shard when that ring is full
 // (it would wait for itself): post() then throws engine_errc::full instead of blocking;
 // try_post() is the tool there. Two shards whose handlers block posting into each other's
@@ -121,8 +130,9 @@ struct engine_options {
 
 namespace detail {
 
-/// A ring entry that carries no event: a drain marker (ticket set) or a parking release
-/// notice (ticket null; the delivery_extras say which letter).
+/// A ring entry that carries no event: a drain marker (ticket set), a parking release
+/// notice (ticket null; the delivery_extras say which letter), or a post refused because
+/// stop() began after it claimed its slot (ticket and extras null).
 struct control_entry {
     drain_ticket* ticket = nullptr;
 };
@@ -300,24 +310,28 @@ public:
                      "for itself");
         const std::lock_guard lock(lifecycle_);
         if (stopped_) return report_;
-        detail::drain_ticket ticket;  // outlives the workers: they may still reach its markers
+        // Every post that will be accepted claimed its ring position before close() set the
+        // flag (see "Shutdown" above), so it lies before the marker each shard gets below:
+        // a shard that reached its marker has handled everything it accepted.
         bool in_time = runtime_.close(deadline);
+        detail::drain_ticket ticket;
+        // Set before the first marker is visible to a worker (the ring publishes it).
+        ticket.remaining = shards_.size();
+        std::size_t marked = 0;
         if (in_time) {
-            // Set before the first marker is visible to a worker (the ring publishes it).
-            ticket.remaining = shards_.size();
-            for (auto& s : shards_) {
-                // A marker that missed the deadline is not pushed; the ticket is then not
-                // waited for, only kept alive for the markers that were.
-                if (!s->push_marker_until(ticket, deadline)) {
-                    in_time = false;
-                    break;
-                }
+            while (marked < shards_.size() &&
+                   shards_[marked]->push_marker_until(ticket, deadline)) {
+                ++marked;
             }
-            if (in_time) in_time = runtime_.wait_ticket(ticket, deadline);
+            in_time = marked == shards_.size() && runtime_.wait_ticket(ticket, deadline);
         }
         if (!in_time) {
+            // Past the deadline: workers now cut off what has not started, so the markers
+            // still missing get through and are reached without running handlers.
             runtime_.abort();
             runtime_.wait_producers();
+            for (; marked < shards_.size(); ++marked) shards_[marked]->push_marker(ticket);
+            runtime_.wait_ticket(ticket);
         }
         for (auto& s : shards_) s->finish_and_join();
         runtime_.stop_watchdog();
@@ -432,6 +446,49 @@ private:
             return {};
         }
 
+        // The post path. The ring claim registers the post with stop(): the engine's flag is
+        // read only after the claim (a seq_cst RMW), so either stop()'s marker lies behind
+        // this position, or the post sees the engine closed and fills its slot with a
+        // refusal the worker skips. See "Shutdown" in engine.hpp's banner.
+        template <class... A>
+        std::error_code submit(bool block, A&&... args) {
+            if constexpr (std::is_nothrow_constructible_v<slot, A&&...>) {
+                for (;;) {
+                    bool refused = false;
+                    // The arguments are used only when the claim succeeded, then we return.
+                    const bool claimed = ring_.try_push_with([&](void* storage) noexcept {
+                        if (runtime().accepting()) {
+                            ::new (storage) slot(std::forward<A>(args)...);
+                        } else {
+                            ::new (storage) slot(std::in_place_type<detail::control_entry>,
+                                                 detail::control_entry{}, metadata{}, nullptr);
+                            refused = true;
+                        }
+                    });
+                    if (claimed) {
+                        if (!refused) return {};
+                        count_non_event();
+                        return engine_errc::closed;
+                    }
+                    if (!block || detail::engine_runtime::on_worker_of(*this)) {
+                        return engine_errc::full;
+                    }
+                    ring_.wait_for_space([this] { return !runtime().accepting(); });
+                    if (!runtime().accepting()) return engine_errc::closed;
+                }
+            } else {
+                // Built before the claim, so a throwing constructor never holds a position.
+                slot value(std::forward<A>(args)...);
+                return submit(block, std::move(value));
+            }
+        }
+
+        void wake_producers() noexcept override { ring_.wake_producers(); }
+
+        [[nodiscard]] std::uint64_t ring_claims() const noexcept override {
+            return ring_.claimed();
+        }
+
         // Not from a worker (drain() and stop() assert it), so the blocking push succeeds.
         void push_marker(detail::drain_ticket& ticket) {
             const std::error_code ec = push_marker(true, ticket);
@@ -476,8 +533,10 @@ private:
 
     private:
         std::error_code push_marker(bool block, detail::drain_ticket& ticket) {
-            return push(block, std::in_place_type<detail::control_entry>,
-                        detail::control_entry{&ticket}, metadata{}, nullptr);
+            const std::error_code ec = push(block, std::in_place_type<detail::control_entry>,
+                                            detail::control_entry{&ticket}, metadata{}, nullptr);
+            if (!ec) count_non_event();
+            return ec;
         }
 
         void loop() noexcept {
@@ -516,9 +575,9 @@ private:
                         } catch (...) {
                             runtime().arrive(*c->ticket);  // out of memory: arrive right away
                         }
-                    } else {
+                    } else if (d.extras) {
                         released(d);
-                    }
+                    }  // else a post refused after stop() began (shard::submit): nothing to do
                     return;
                 }
                 if (runtime().aborting()) {
@@ -873,14 +932,13 @@ private:
             static_assert(detail::event_not_in_set<T, Set>::ok);
             return {};
         } else {
+            // Checked first so that a post after stop() never touches a ring; the check that
+            // counts is the one after the claim (shard::submit).
+            if (!runtime_.accepting()) return engine_errc::closed;
             bus<Set>::prepare(event, meta);
             shard& s = *shards_[evbus::shard_of(meta, shards_.size())];
-            detail::post_guard guard(s);
-            if (!guard.entered()) return engine_errc::closed;
-            const std::error_code ec =
-                s.push(block, std::in_place_type<T>, std::forward<E>(event), meta, std::move(x));
-            if (!ec) guard.accept();
-            return ec;
+            return s.submit(block, std::in_place_type<T>, std::forward<E>(event), meta,
+                            std::move(x));
         }
     }
 
@@ -906,6 +964,7 @@ private:
         if (what == purpose::release) {
             (void)s.push(true, std::in_place_type<detail::control_entry>, detail::control_entry{},
                          meta, std::move(x));
+            s.count_non_event();
             return {};
         }
         std::visit(
@@ -914,7 +973,6 @@ private:
                 (void)s.push(true, std::in_place_type<T>, std::move(e), meta, std::move(x));
             },
             std::move(l->event));
-        guard.accept();
         return {};
     }
 

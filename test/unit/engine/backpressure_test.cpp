@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -53,4 +54,52 @@ TEST_CASE("backpressure: a stalled shard blocks post(), try_post() says full, no
     REQUIRE(seen.size() == static_cast<std::size_t>(total));
     for (int n = 0; n < total; ++n) CHECK(seen[static_cast<std::size_t>(n)] == n);
     CHECK(engine.metrics().shards[0].accepted == static_cast<std::uint64_t>(total));
+}
+
+TEST_CASE("backpressure: a post waiting on a full ring gets 'closed' as soon as stop() begins",
+          "[engine][backpressure][lifecycle]") {
+    constexpr std::size_t capacity = 4;
+    test_bus bus;
+    gate stall;
+    std::atomic<bool> stalled{false};
+    std::atomic<bool> gave_up{false};
+    std::atomic<int> handled{0};
+    auto sub = bus.subscribe("slow", [&](const step& s) {
+        if (s.n == 0) {
+            stalled = true;
+            if (!stall.wait()) gave_up = true;
+        }
+        ++handled;
+    });
+    test_engine engine(bus, {.shards = 1, .ring_capacity = capacity});
+
+    std::atomic<int> posted{0};
+    std::atomic<bool> refused{false};
+    std::thread producer([&] {
+        try {
+            for (int n = 0;; ++n) {
+                engine.post(step{"k", n});
+                ++posted;
+            }
+        } catch (const std::system_error& e) {
+            refused = e.code() == evbus::engine_errc::closed;
+        }
+    });
+    REQUIRE(wait_until([&] { return stalled.load() && posted.load() >= int{capacity}; }));
+
+    evbus::stop_report report;
+    std::thread stopper(
+        [&] { report = engine.stop(std::chrono::steady_clock::now() + patience); });
+    // The shard is still stalled, so no slot frees: only stop() can release the producer.
+    REQUIRE(wait_until([&] { return refused.load(); }));
+    producer.join();
+    CHECK(posted.load() == int{capacity});
+
+    stall.open();
+    stopper.join();
+    CHECK_FALSE(gave_up);
+    CHECK(report.drained);
+    CHECK(report.complete());
+    CHECK(handled.load() == int{capacity});
+    CHECK(engine.metrics().shards[0].accepted == capacity);
 }

@@ -1,20 +1,29 @@
 // evbus/detail/engine_runtime.hpp — the non-template half of evbus::engine<Set>.
 //
 // engine_runtime owns what does not depend on the event set: the lifecycle flags, the
-// producer registration that makes stop() race-free with post(), drain tickets, the retry
-// sleep, the watchdog thread, health and metrics. shard_runtime is the untyped part of one
+// registration of drain() and requeue() callers that stop() waits for, drain tickets, the
+// retry sleep, the watchdog thread, health and metrics. shard_runtime is the untyped part of one
 // shard: its counters, its cached dispatch table with per-subscription statistics, the
 // published "current call" record the watchdog reads, its stop source, and run(), which
 // calls one subscription for one event with timeouts, retries and failure reports. The
 // typed shard (in engine.hpp) adds the ring, the worker thread and parking.
 //
 // Memory ordering:
-// - Producers vs stop (Dekker). A producer increments its shard's producer count and then
-//   reads closed_; stop stores closed_ and then reads every shard's count; all of these are
-//   seq_cst, so either the producer sees closed_ (and backs out) or stop sees the producer
-//   (and waits for it to leave). The count shares one atomic word with the shard's accepted
-//   counter, so a post costs one RMW to enter and one to leave (and count itself), on a
-//   line only that shard's producers write.
+// - post() vs stop (Dekker through the ring). A post claims its ring position (a seq_cst
+//   RMW on the ring's tail) and then reads closed_ (seq_cst); stop stores closed_ (seq_cst)
+//   and then claims a position for its drain marker. Either the post's load follows the
+//   store in the single total order, and it sees closed_ and fills its slot with a
+//   refusal, or its claim precedes the store and so the marker's claim: the event lies
+//   before the marker and is handled before the shard reaches it. A post thus costs no
+//   atomic operation of its own beyond the ring's.
+// - drain() and requeue() vs stop (Dekker). They increment their shard's producer count and
+//   then read closed_; stop stores closed_ and then reads every shard's count; all seq_cst,
+//   so either the caller sees closed_ (and backs out) or stop sees it (and waits for it to
+//   leave before it pushes its markers).
+// - Accepted events are counted without a per-post RMW: ring claims minus the claims that
+//   carried no event (markers, release notices, refusals). Each of those is counted after
+//   its claim, with a release increment; metrics() reads that count with acquire before the
+//   claims, so it never sees a non-event whose claim it misses.
 // - The call record (a seqlock with one writer, the worker, and no fences, which TSan cannot
 //   check). begin_call() writes the fields with release stores and then publishes an odd
 //   generation (release); end_call() stores the next even one. A reader loads the
@@ -145,14 +154,24 @@ public:
     /// The ids noted by note_not_run(). Only after the worker was joined.
     [[nodiscard]] std::vector<event_id> take_not_run() { return std::move(not_run_ids_); }
 
-    /// Registers a producer of this shard; false (nothing registered) once the engine is
-    /// closed. Thread-safe, lock-free: one seq_cst RMW.
+    /// Registers a drain() or requeue() caller with this shard; false (nothing registered)
+    /// once the engine is closed. Thread-safe, lock-free: one seq_cst RMW.
     [[nodiscard]] bool enter_post() noexcept;
-    /// Ends a registration; `accepted` counts the event as accepted. Thread-safe, one RMW.
-    void leave_post(bool accepted) noexcept;
-    /// Producers registered now. Thread-safe (seq_cst, for stop()'s side of the Dekker pair).
+    /// Ends a registration. Thread-safe, one RMW.
+    void leave_post() noexcept;
+    /// Callers registered now. Thread-safe (seq_cst, for stop()'s side of the Dekker pair).
     [[nodiscard]] std::uint64_t producers() const noexcept {
-        return producer_state_.load(std::memory_order_seq_cst) & producer_mask;
+        return producers_.load(std::memory_order_seq_cst);
+    }
+
+    /// Wakes posts waiting for ring space, so they see the engine closed. Thread-safe.
+    virtual void wake_producers() noexcept = 0;
+    /// Positions claimed in the ring so far (see "Memory ordering"). Thread-safe, racy.
+    [[nodiscard]] virtual std::uint64_t ring_claims() const noexcept = 0;
+    /// Counts one ring claim that carried no event; call after the claim. Thread-safe.
+    void count_non_event() noexcept {
+        // Release: pairs with the acquire in engine_runtime::metrics() (see the banner).
+        non_events_.fetch_add(1, std::memory_order_release);
     }
 
     /// Restarts the worker's chained clock (see run()): call before a batch, and after
@@ -226,12 +245,9 @@ private:
     std::atomic<std::uint64_t> retried_{0};
     std::atomic<std::uint64_t> not_run_{0};
 
-    // Producers (many writers), on a line of its own: the low bits count the producers inside
-    // a post (see "Memory ordering"), the high bits the events accepted.
-    static constexpr unsigned producer_bits = 24;
-    static constexpr std::uint64_t producer_mask = (std::uint64_t{1} << producer_bits) - 1;
-    static constexpr std::uint64_t accepted_unit = std::uint64_t{1} << producer_bits;
-    alignas(64) std::atomic<std::uint64_t> producer_state_{0};
+    // Written by drain(), requeue(), discard() and refused posts only, on a line of its own.
+    alignas(64) std::atomic<std::uint64_t> producers_{0};
+    std::atomic<std::uint64_t> non_events_{0};
 };
 
 class engine_runtime {
@@ -253,7 +269,8 @@ public:
     void stop_watchdog() noexcept;
 
     // ---- producers --------------------------------------------------------------------
-    /// True until close() began. Thread-safe; seq_cst (the Dekker pair with producers).
+    /// True until close() began. Thread-safe; seq_cst (the Dekker pairs with posts and with
+    /// registered callers).
     [[nodiscard]] bool accepting() const noexcept {
         return !closed_.load(std::memory_order_seq_cst);
     }
@@ -261,8 +278,9 @@ public:
     void producers_gone() noexcept;
 
     // ---- lifecycle (engine<Set>::stop runs these in order) ------------------------------
-    /// Refuses new producers and waits until the registered ones left or `deadline` passed;
-    /// false on the deadline. Thread-safe; one caller at a time.
+    /// Refuses new posts, wakes those waiting for ring space, and waits until the registered
+    /// drain()/requeue() callers left or `deadline` passed; false on the deadline.
+    /// Thread-safe; one caller at a time.
     bool close(std::chrono::steady_clock::time_point deadline);
     /// Waits, without deadline, until no producer is registered. After close().
     void wait_producers();
@@ -336,7 +354,8 @@ private:
     std::thread watchdog_;
 };
 
-/// RAII producer registration with one shard (shard_runtime::enter_post / leave_post).
+/// RAII registration of a drain() or requeue() caller with one shard
+/// (shard_runtime::enter_post / leave_post).
 class post_guard {
 public:
     explicit post_guard(shard_runtime& shard) noexcept
@@ -344,16 +363,13 @@ public:
     post_guard(const post_guard&) = delete;
     post_guard& operator=(const post_guard&) = delete;
     ~post_guard() {
-        if (entered_) shard_.leave_post(accepted_);
+        if (entered_) shard_.leave_post();
     }
     [[nodiscard]] bool entered() const noexcept { return entered_; }
-    /// Counts the event as accepted when the guard ends.
-    void accept() noexcept { accepted_ = true; }
 
 private:
     shard_runtime& shard_;
     bool entered_;
-    bool accepted_ = false;
 };
 
 }  // namespace evbus::detail
