@@ -64,8 +64,9 @@
 //   wake_producers(), whose release bump [W5] pairs with [W3] the same way [W4] does.
 //
 // Thread-safety: try_push, try_emplace, try_push_with, push, wait_for_space,
-// wake_producers, wake_consumer, claimed, approx_size and capacity are thread-safe. try_pop, consume and wait_for_items are consumer only: one thread at a time
-// (a different thread may take over after a happens-before hand-off, e.g. thread join).
+// wake_producers, wake_consumer, claimed, approx_size and capacity are thread-safe. try_pop,
+// consume and wait_for_items are consumer only: one thread at a time (a different thread may take
+// over after a happens-before hand-off, e.g. thread join).
 #pragma once
 
 #include <atomic>
@@ -188,9 +189,8 @@ public:
     template <class... A>
     [[nodiscard]] bool try_emplace(A&&... args) noexcept(std::is_nothrow_constructible_v<T, A...>) {
         if constexpr (std::is_nothrow_constructible_v<T, A...>) {
-            return try_push_with([&](void* storage) noexcept {
-                ::new (storage) T(std::forward<A>(args)...);
-            });
+            return try_push_with(
+                [&](void* storage) noexcept { ::new (storage) T(std::forward<A>(args)...); });
         } else {
             T value(std::forward<A>(args)...);
             return try_push(std::move(value));

@@ -88,8 +88,7 @@ TEST_CASE("backpressure: a post waiting on a full ring gets 'closed' as soon as 
     REQUIRE(wait_until([&] { return stalled.load() && posted.load() >= int{capacity}; }));
 
     evbus::stop_report report;
-    std::thread stopper(
-        [&] { report = engine.stop(std::chrono::steady_clock::now() + patience); });
+    std::thread stopper([&] { report = engine.stop(std::chrono::steady_clock::now() + patience); });
     // The shard is still stalled, so no slot frees: only stop() can release the producer.
     REQUIRE(wait_until([&] { return refused.load(); }));
     producer.join();
