@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include <pthread.h>
 #include <sched.h>
@@ -55,18 +56,24 @@ bool check_run(const bench_group& g, std::size_t c, const run_result& r) {
     return !lost && c != 0;
 }
 
+// The largest peak depth over a case's runs, as text; "-" where the case does not measure it.
+std::string depth_text(const std::optional<std::uint64_t>& peak) {
+    return peak ? std::to_string(*peak) : "-";
+}
+
 void print_group(const bench_group& g, const std::vector<std::vector<double>>& rates,
-                 const std::vector<std::uint64_t>& reorders, int runs) {
+                 const std::vector<std::uint64_t>& reorders,
+                 const std::vector<std::optional<std::uint64_t>>& peaks, int runs) {
     std::printf("\n== %s (64-byte events, %d runs each, interleaved) ==\n", g.title.c_str(), runs);
-    std::printf("%-46s %9s %9s %9s %7s %9s   %s\n", "case", "min M/s", "med M/s", "max M/s",
-                "spread", "reorders", "evbus/case: median ratio [paired min..max]");
+    std::printf("%-48s %9s %9s %9s %7s %9s %10s   %s\n", "case", "min M/s", "med M/s", "max M/s",
+                "spread", "reorders", "peak depth", "evbus/case: median ratio [paired min..max]");
     const spread subject = summarize(rates[0]);
     for (std::size_t c = 0; c < g.cases.size(); ++c) {
         const spread s = summarize(rates[c]);
         const double spread_pct = s.median > 0 ? 100.0 * (s.max - s.min) / s.median : 0;
-        std::printf("%-46s %9.2f %9.2f %9.2f %6.0f%% %9llu", g.cases[c].name.c_str(), s.min / 1e6,
-                    s.median / 1e6, s.max / 1e6, spread_pct,
-                    static_cast<unsigned long long>(reorders[c]));
+        std::printf("%-48s %9.2f %9.2f %9.2f %6.0f%% %9llu %10s", g.cases[c].name.c_str(),
+                    s.min / 1e6, s.median / 1e6, s.max / 1e6, spread_pct,
+                    static_cast<unsigned long long>(reorders[c]), depth_text(peaks[c]).c_str());
         if (c == 0) {
             std::printf("   (subject)\n");
             continue;
@@ -79,13 +86,14 @@ void print_group(const bench_group& g, const std::vector<std::vector<double>>& r
         const spread p = summarize(paired);
         std::printf("   %5.2fx [%.2f..%.2f]\n", subject.median / s.median, p.min, p.max);
     }
-    std::printf("csv fields: group,case,min/s,median/s,max/s,evbus median ratio,reorders\n");
+    std::printf(
+        "csv fields: group,case,min/s,median/s,max/s,evbus median ratio,reorders,peak depth\n");
     for (std::size_t c = 0; c < g.cases.size(); ++c) {
         const spread s = summarize(rates[c]);
-        std::printf("csv,%s,%s,%.0f,%.0f,%.0f,%.3f,%llu\n", g.title.c_str(),
+        std::printf("csv,%s,%s,%.0f,%.0f,%.0f,%.3f,%llu,%s\n", g.title.c_str(),
                     g.cases[c].name.c_str(), s.min, s.median, s.max,
                     c == 0 ? 1.0 : subject.median / s.median,
-                    static_cast<unsigned long long>(reorders[c]));
+                    static_cast<unsigned long long>(reorders[c]), depth_text(peaks[c]).c_str());
     }
 }
 
@@ -122,9 +130,11 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
     }
     std::vector<std::vector<std::vector<double>>> rates(groups.size());
     std::vector<std::vector<std::uint64_t>> reorders(groups.size());
+    std::vector<std::vector<std::optional<std::uint64_t>>> peaks(groups.size());
     for (std::size_t g = 0; g < groups.size(); ++g) {
         rates[g].resize(groups[g].cases.size());
         reorders[g].resize(groups[g].cases.size(), 0);
+        peaks[g].resize(groups[g].cases.size());
     }
     for (int r = 0; r < config.runs; ++r) {
         std::fprintf(stderr, "round %d/%d\n", r + 1, config.runs);
@@ -137,12 +147,14 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
                 ok = check_run(groups[g], c, res) && ok;
                 rates[g][c].push_back(res.events_per_s);
                 reorders[g][c] += res.order_violations;
+                if (res.peak_depth)
+                    peaks[g][c] = std::max(peaks[g][c].value_or(0), *res.peak_depth);
             }
         }
     }
     subject_medians.clear();
     for (std::size_t g = 0; g < groups.size(); ++g) {
-        print_group(groups[g], rates[g], reorders[g], config.runs);
+        print_group(groups[g], rates[g], reorders[g], peaks[g], config.runs);
         subject_medians.push_back(summarize(rates[g][0]).median);
     }
     return ok;

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +26,9 @@ namespace evbus_bench {
 /// Capacity of every bounded queue in the throughput cases, in events (compile-time because
 /// atomic_queue's fastest queue takes its size as a template argument).
 inline constexpr std::size_t queue_capacity = 4096;
+/// Producers of the ring-only cases report their progress every this many pushes (see
+/// run_result::peak_depth).
+inline constexpr std::uint64_t progress_step = 1024;
 
 /// The payload every throughput case moves: 64 bytes, trivially copyable, no allocation.
 struct payload64 {
@@ -57,6 +61,10 @@ struct run_result {
     std::uint64_t expected = 0;
     std::uint64_t received = 0;
     std::uint64_t order_violations = 0;  ///< items of one producer seen out of order
+    /// Most events pushed but not yet consumed at any moment the consumer looked (pushes
+    /// counted in steps of progress_step per producer), for cases that measure it: shows
+    /// whether a queue kept to its bound or let producers run ahead of the consumer.
+    std::optional<std::uint64_t> peak_depth;
 };
 
 /// One case: runs once and reports events/s.
@@ -153,8 +161,10 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
 std::vector<bench_group> queue_groups(const bench_config& config);
 
 /// moodycamel with tokens and bulk dequeue alone, P producers -> 1 consumer: the hand-off
-/// baseline the full pipeline is compared with.
-bench_case moodycamel_handoff_case(std::size_t producers);
+/// baseline the full pipeline is compared with. `bounded`: try_enqueue into the
+/// preallocated queue_capacity (producers wait when full, like the engine's ring) instead of
+/// enqueue, which allocates more blocks whenever the consumer falls behind.
+bench_case moodycamel_handoff_case(std::size_t producers, bool bounded);
 
 /// The full-pipeline groups through evbus::engine: producers x shards = 1x1, 2x1, 1x2, 2x2.
 std::vector<bench_group> pipeline_groups(const bench_config& config);

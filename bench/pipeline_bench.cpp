@@ -197,8 +197,9 @@ run_result run_pipeline(std::size_t producers, std::size_t shards, const bench_c
     engine.drain();
     const auto t1 = bench_clock::now();
     const std::uint64_t total = items * producers;
+    // No peak depth: the engine's producers wait when a shard's ring (ring_capacity) is full.
     return run_result{static_cast<double>(total) / seconds_between(t0, t1), total,
-                      handled_total(engine), 0};
+                      handled_total(engine), 0, std::nullopt};
 }
 
 bench_group pipeline_group(std::size_t producers, std::size_t shards) {
@@ -210,7 +211,8 @@ bench_group pipeline_group(std::size_t producers, std::size_t shards) {
     g.cases.push_back(bench_case{
         "evbus::engine post -> handler (8 types; 1000 keys)",
         [producers, shards](const bench_config& c) { return run_pipeline(producers, shards, c); }});
-    g.cases.push_back(moodycamel_handoff_case(producers));
+    g.cases.push_back(moodycamel_handoff_case(producers, false));
+    g.cases.push_back(moodycamel_handoff_case(producers, true));
     return g;
 }
 

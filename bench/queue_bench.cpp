@@ -59,6 +59,9 @@ private:
     const std::atomic<bool> stop_{false};
 };
 
+// Bounded: try_enqueue() never allocates past the capacity given to the constructor, so
+// producers wait when it is full. Unbounded: enqueue() allocates more blocks instead.
+template <bool Bounded>
 class moodycamel_adapter {
 public:
     struct producer {
@@ -75,7 +78,11 @@ public:
     consumer make_consumer() { return consumer{moodycamel::ConsumerToken(queue_), {}, {}}; }
     void push(producer& p, payload64&& v) {
         backoff wait;
-        while (!queue_.enqueue(p.token, std::move(v))) wait.wait();  // false only if out of memory
+        if constexpr (Bounded) {
+            while (!queue_.try_enqueue(p.token, std::move(v))) wait.wait();
+        } else {
+            while (!queue_.enqueue(p.token, std::move(v))) wait.wait();  // false: out of memory
+        }
     }
     template <class F>
     std::size_t consume(consumer& c, F&& f, std::size_t max) {
@@ -228,6 +235,11 @@ private:
     std::deque<payload64> items_;
 };
 
+// One producer's count of finished pushes, on its own cache line.
+struct alignas(evbus::cache_line_size) progress {
+    std::atomic<std::uint64_t> pushed{0};
+};
+
 // One run: `producers` threads push items_per_producer each; the main thread consumes all.
 template <class Adapter>
 run_result run_queue(std::size_t producers, const bench_config& config) {
@@ -235,16 +247,32 @@ run_result run_queue(std::size_t producers, const bench_config& config) {
     const std::uint64_t items = config.items_per_producer;
     const std::uint64_t total = items * producers;
     std::latch start(static_cast<std::ptrdiff_t>(producers + 1));
+    std::vector<progress> pushed(producers);
     std::vector<std::thread> threads;
     threads.reserve(producers);
     for (std::size_t p = 0; p < producers; ++p) {
-        threads.emplace_back([&queue, &start, &config, p, items] {
+        threads.emplace_back([&queue, &start, &config, &pushed, p, items] {
             pin_thread(config.pin, false);
             auto handle = queue->make_producer();
             start.arrive_and_wait();
-            for (std::uint64_t i = 0; i < items; ++i) queue->push(handle, make_payload(p, i));
+            for (std::uint64_t i = 0; i < items; ++i) {
+                queue->push(handle, make_payload(p, i));
+                if ((i + 1) % progress_step == 0) {
+                    // Relaxed: a statistic; the consumer only needs some recent value, and the
+                    // queue's own synchronisation carries the events.
+                    pushed[p].pushed.store(i + 1, std::memory_order_relaxed);
+                }
+            }
         });
     }
+    // Events pushed (as far as the counters tell) and not yet received.
+    const auto depth = [&pushed](std::uint64_t received) {
+        std::uint64_t sum = 0;
+        // Relaxed: see the store above.
+        for (const progress& c : pushed) sum += c.pushed.load(std::memory_order_relaxed);
+        return sum > received ? sum - received : 0;
+    };
+    std::uint64_t peak_depth = 0;
     order_check check(producers);
     const bool pinned = pin_thread(config.pin, true);
     auto handle = queue->make_consumer();
@@ -255,6 +283,7 @@ run_result run_queue(std::size_t producers, const bench_config& config) {
     while (received < total) {
         const std::size_t n = queue->consume(
             handle, [&check](payload64& v) { check.see(v); }, batch);
+        peak_depth = std::max(peak_depth, depth(received));
         received += n;
         if (n == 0) queue->idle(handle);
     }
@@ -262,7 +291,7 @@ run_result run_queue(std::size_t producers, const bench_config& config) {
     for (auto& t : threads) t.join();
     if (pinned) unpin_thread();
     return run_result{static_cast<double>(total) / seconds_between(t0, t1), total, received,
-                      check.violations()};
+                      check.violations(), peak_depth};
 }
 
 bench_group make_group(std::string title, std::size_t producers) {
@@ -273,7 +302,8 @@ bench_group make_group(std::string title, std::size_t producers) {
             std::move(name), [fn, producers](const bench_config& c) { return fn(producers, c); }});
     };
     add("evbus::mpsc_ring (push + batch consume)", &run_queue<evbus_ring_adapter>);
-    add("moodycamel::ConcurrentQueue (tokens + bulk)", &run_queue<moodycamel_adapter>);
+    add("moodycamel::ConcurrentQueue (tokens + bulk)", &run_queue<moodycamel_adapter<false>>);
+    add("moodycamel bounded (try_enqueue; tokens + bulk)", &run_queue<moodycamel_adapter<true>>);
     add("atomic_queue::AtomicQueue2", &run_queue<atomic_queue_adapter>);
     add("boost::lockfree::queue", &run_queue<boost_lockfree_adapter>);
     add("tbb::concurrent_bounded_queue", &run_queue<tbb_adapter>);
@@ -283,10 +313,17 @@ bench_group make_group(std::string title, std::size_t producers) {
 
 }  // namespace
 
-bench_case moodycamel_handoff_case(std::size_t producers) {
-    return bench_case{
-        "moodycamel hand-off alone (" + std::to_string(producers) + "P->1C)",
-        [producers](const bench_config& c) { return run_queue<moodycamel_adapter>(producers, c); }};
+bench_case moodycamel_handoff_case(std::size_t producers, bool bounded) {
+    std::string name = std::string("moodycamel ") + (bounded ? "bounded " : "") +
+                       "hand-off alone (" + std::to_string(producers) + "P->1C)";
+    if (bounded) {
+        return bench_case{std::move(name), [producers](const bench_config& c) {
+                              return run_queue<moodycamel_adapter<true>>(producers, c);
+                          }};
+    }
+    return bench_case{std::move(name), [producers](const bench_config& c) {
+                          return run_queue<moodycamel_adapter<false>>(producers, c);
+                      }};
 }
 
 std::vector<bench_group> queue_groups(const bench_config&) {
