@@ -34,9 +34,14 @@ namespace evbus {
 /// The routing hash: key_hash(meta.key) when the key is set, id_hash(meta.id) otherwise.
 [[nodiscard]] std::uint64_t route_hash(const metadata& meta) noexcept;
 
-/// route_hash(meta) mod shards. `shards` must be >= 1.
+/// route_hash(meta) mod shards. `shards` must be >= 1. Computed without the hash when there
+/// is one shard, and by masking when `shards` is a power of two: the same result, without
+/// the 64-bit division (tens of cycles) on every post.
 [[nodiscard]] inline std::size_t shard_of(const metadata& meta, std::size_t shards) noexcept {
-    return static_cast<std::size_t>(route_hash(meta) % shards);
+    if (shards == 1) return 0;
+    const std::uint64_t hash = route_hash(meta);
+    if ((shards & (shards - 1)) == 0) return static_cast<std::size_t>(hash & (shards - 1));
+    return static_cast<std::size_t>(hash % shards);
 }
 
 }  // namespace evbus

@@ -36,6 +36,22 @@ TEST_CASE("routing: a keyed event goes to hash(key) mod N; a keyless one by its 
     CHECK(evbus::route_hash(keyless) == 17019787413000642840ULL);
 }
 
+TEST_CASE("routing: shard_of is route_hash mod N for every N, powers of two and one included",
+          "[engine][routing]") {
+    // shard_of skips the hash for one shard and masks for a power of two; neither may move
+    // an event to another shard than the documented "mod N".
+    for (int k = 0; k < 300; ++k) {
+        evbus::metadata m =
+            k % 3 == 0 ? evbus::metadata{} : evbus::metadata::with_key("user-" + std::to_string(k));
+        m.id = evbus::event_id::generate();
+        const std::uint64_t hash = evbus::route_hash(m);
+        for (std::size_t n = 1; n <= 17; ++n) {
+            INFO("key '" << m.key.view() << "', " << n << " shards");
+            CHECK(evbus::shard_of(m, n) == hash % n);
+        }
+    }
+}
+
 TEST_CASE("routing: keyless events spread over the shards", "[engine][routing]") {
     std::set<std::size_t> used;
     for (int i = 0; i < 200; ++i) {
