@@ -178,10 +178,7 @@ public:
     /// anything slow that is not a handler call. Worker only. One clock read.
     void restart_clock() noexcept { tick_ = std::chrono::steady_clock::now(); }
 
-    // Worker-written counters (see shard_metrics); read by metrics().
-    std::atomic<std::uint64_t> handled{0};
-    std::atomic<std::uint64_t> dead_lettered{0};
-    std::atomic<std::uint64_t> parked{0};
+    // handled, dead_lettered and parked: the worker-written counters, declared last (below).
 
 private:
     friend class engine_runtime;
@@ -213,8 +210,9 @@ private:
 
     // Guards table_ (written by the worker, read by the watchdog), source_, stats_, and the
     // end of calls that have a deadline (so the watchdog's stop request cannot hit the next
-    // call).
-    mutable std::mutex mutex_;
+    // call). From here on the members are written while the engine runs; engine_ and index_
+    // above, which every post reads, keep the first cache line to themselves.
+    alignas(64) mutable std::mutex mutex_;
     std::shared_ptr<const dispatch_table> table_;
     std::stop_source source_;
     std::map<std::string, std::unique_ptr<subscription_stats>, std::less<>> stats_;
@@ -248,6 +246,15 @@ private:
     // Written by drain(), requeue(), discard() and refused posts only, on a line of its own.
     alignas(64) std::atomic<std::uint64_t> producers_{0};
     std::atomic<std::uint64_t> non_events_{0};
+
+public:
+    // Worker-written counters (see shard_metrics); read by metrics(). On a line of their own:
+    // written for every event, they used to share the first line with engine_, which every
+    // post reads, so that line moved between the worker's core and the producers' twice per
+    // event.
+    alignas(64) std::atomic<std::uint64_t> handled{0};
+    std::atomic<std::uint64_t> dead_lettered{0};
+    std::atomic<std::uint64_t> parked{0};
 };
 
 class engine_runtime {
