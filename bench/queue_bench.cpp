@@ -73,7 +73,13 @@ public:
         backoff wait;
     };
 
-    moodycamel_adapter() : queue_(queue_capacity) {}
+    // Bounded: moodycamel's own sizing for "queue_capacity elements available at any time"
+    // with up to two explicit producers (more blocks than 4,096 slots: each explicit
+    // producer keeps the blocks it took, and with exactly 4,096 slots one producer could
+    // hold them all and starve the other for good; a run hung that way).
+    moodycamel_adapter()
+        : queue_(Bounded ? moodycamel::ConcurrentQueue<payload64>(queue_capacity, 2, 0)
+                         : moodycamel::ConcurrentQueue<payload64>(queue_capacity)) {}
     producer make_producer() { return producer{moodycamel::ProducerToken(queue_)}; }
     consumer make_consumer() { return consumer{moodycamel::ConsumerToken(queue_), {}, {}}; }
     void push(producer& p, payload64&& v) {
