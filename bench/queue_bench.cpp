@@ -320,16 +320,11 @@ bench_group make_group(std::string title, std::size_t producers) {
 }  // namespace
 
 bench_case moodycamel_handoff_case(std::size_t producers, bool bounded) {
-    std::string name = std::string("moodycamel ") + (bounded ? "bounded " : "") +
-                       "hand-off alone (" + std::to_string(producers) + "P->1C)";
-    if (bounded) {
-        return bench_case{std::move(name), [producers](const bench_config& c) {
-                              return run_queue<moodycamel_adapter<true>>(producers, c);
-                          }};
-    }
-    return bench_case{std::move(name), [producers](const bench_config& c) {
-                          return run_queue<moodycamel_adapter<false>>(producers, c);
-                      }};
+    run_result (*const fn)(std::size_t, const bench_config&) =
+        bounded ? &run_queue<moodycamel_adapter<true>> : &run_queue<moodycamel_adapter<false>>;
+    return bench_case{std::string("moodycamel ") + (bounded ? "bounded " : "") +
+                          "hand-off alone (" + std::to_string(producers) + "P->1C)",
+                      [fn, producers](const bench_config& c) { return fn(producers, c); }};
 }
 
 std::vector<bench_group> queue_groups(const bench_config&) {
