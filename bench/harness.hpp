@@ -26,6 +26,9 @@ namespace evbus_bench {
 /// Capacity of every bounded queue in the throughput cases, in events (compile-time because
 /// atomic_queue's fastest queue takes its size as a template argument).
 inline constexpr std::size_t queue_capacity = 4096;
+/// Capacity of the evbus ring in the "at moodycamel's depth" cases: 2^20 slots (128 MiB of
+/// 128-byte slots), about as many events as unbounded moodycamel holds at its peak here.
+inline constexpr std::size_t deep_ring_capacity = std::size_t{1} << 20;
 /// Producers of the ring-only cases report their progress every this many pushes (see
 /// run_result::peak_depth).
 inline constexpr std::uint64_t progress_step = 1024;

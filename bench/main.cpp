@@ -122,10 +122,13 @@ int main(int argc, char** argv) {
                                                                  "consumer on CPU 1"
                 : config.pin == evbus_bench::placement::shared ? "shared: every thread on CPU 0"
                                                                : "scheduler's choice (unpinned)");
+    using ring = evbus::mpsc_ring<evbus_bench::payload64>;
     std::printf(
-        "ring:       capacity %zu, slot %zu bytes, memory per ring %zu bytes\n",
-        evbus_bench::queue_capacity, evbus::mpsc_ring<evbus_bench::payload64>::slot_bytes(),
-        evbus::mpsc_ring<evbus_bench::payload64>::memory_footprint(evbus_bench::queue_capacity));
+        "ring:       capacity %zu, slot %zu bytes, memory per ring %zu bytes; deep ring %zu "
+        "slots, %zu bytes\n",
+        evbus_bench::queue_capacity, ring::slot_bytes(),
+        ring::memory_footprint(evbus_bench::queue_capacity), evbus_bench::deep_ring_capacity,
+        ring::memory_footprint(evbus_bench::deep_ring_capacity));
     std::fflush(stdout);
 
     try {
