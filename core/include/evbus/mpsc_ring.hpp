@@ -312,15 +312,26 @@ public:
     /// `stop_flag` is set; the flag is checked before every block, so set it, then call
     /// wake_consumer(). Consumer only. Blocking; never allocates.
     bool wait_for_items(const std::atomic<bool>& stop_flag) {
+        return wait_for_items(stop_flag, []() noexcept { detail::cpu_relax(); });
+    }
+
+    /// wait_for_items() with the caller's own step between looks: `between()` runs after each
+    /// look that found nothing (while spinning it replaces the CPU pause, so it should take
+    /// a moment, as a pause does; while yielding it runs after the yield) and after each
+    /// wake-up from a block. The caller's last step thus ran at most one look before the
+    /// values it then consumes were seen. The engine's worker reads its clock there, so the
+    /// start of the next handler call is known before the event arrives instead of costing
+    /// a clock read after it. `between` must not throw. Consumer only. Blocking.
+    template <class Between>
+    bool wait_for_items(const std::atomic<bool>& stop_flag, Between&& between) {
+        static_assert(std::is_nothrow_invocable_v<Between&>,
+                      "evbus::mpsc_ring::wait_for_items: between() must be noexcept");
         for (int i = 0; i < spin_rounds + yield_rounds; ++i) {
             if (front_ready()) return true;
             // Relaxed: a hint while spinning; the check before blocking below is ordered.
             if (stop_flag.load(std::memory_order_relaxed)) return false;
-            if (i < spin_rounds) {
-                detail::cpu_relax();
-            } else {
-                std::this_thread::yield();
-            }
+            if (i >= spin_rounds) std::this_thread::yield();
+            between();
         }
         for (;;) {
             // [S3] announce the sleep; seq_cst: the Dekker pair with [S1]/[S2] in
@@ -341,6 +352,7 @@ public:
             }
             // Acquire pairs with the producer's or wake_consumer()'s exchange to 0.
             consumer_sleeping_.wait(1, std::memory_order_acquire);
+            between();
         }
     }
 

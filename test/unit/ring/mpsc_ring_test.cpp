@@ -357,6 +357,39 @@ TEST_CASE("ring: wait_for_items returns false once the stop flag is set", "[core
     CHECK(ring.wait_for_items(stop));  // ready values win over spinning
 }
 
+TEST_CASE("ring: wait_for_items runs the caller's step after every empty look", "[core][ring]") {
+    mpsc_ring<int> ring(4);
+    std::atomic<bool> stop{false};
+
+    // Values already there: no step at all.
+    REQUIRE(ring.try_push(1));
+    int steps = 0;
+    CHECK(ring.wait_for_items(stop, [&]() noexcept { ++steps; }));
+    CHECK(steps == 0);
+    REQUIRE(ring.try_pop() == std::optional<int>(1));
+
+    // The step publishes a value on its fifth call: the very next look finds it.
+    CHECK(ring.wait_for_items(stop, [&]() noexcept {
+        if (++steps == 5) CHECK(ring.try_push(2));
+    }));
+    CHECK(steps == 5);
+    CHECK(ring.try_pop() == std::optional<int>(2));
+
+    // Spinning and yielding, one step per look; the push that ends the wait comes only after
+    // all of them, so the consumer has blocked (or is about to) when it arrives.
+    constexpr int looks = mpsc_ring<int>::spin_rounds + mpsc_ring<int>::yield_rounds;
+    std::atomic<int> counted{0};
+    bool said_ready = false;  // Catch assertions are not thread-safe: checked after join
+    std::thread consumer(
+        [&] { said_ready = ring.wait_for_items(stop, [&]() noexcept { counted.fetch_add(1); }); });
+    while (counted.load() < looks) std::this_thread::yield();
+    REQUIRE(ring.try_push(3));
+    consumer.join();
+    CHECK(said_ready);
+    CHECK(counted.load() >= looks);
+    CHECK(ring.try_pop() == std::optional<int>(3));
+}
+
 TEST_CASE("ring: a sleeping consumer wakes on push", "[core][ring]") {
     mpsc_ring<int> ring(4);
     std::atomic<bool> stop{false};

@@ -141,8 +141,9 @@ public:
     /// Calls `entry` for one event under its subscription's timeout and retry policy.
     /// `meta.attempt` is set for every attempt. Every failed attempt goes to the error sink.
     /// Clock: a call starts at the worker's last clock reading (the end of the previous call,
-    /// or restart_clock()), so each call costs one clock read; its measured latency thus
-    /// includes the few dispatch steps since the previous call.
+    /// or restart_clock(), which the idle loop calls between its looks at the ring), so each
+    /// call costs one clock read; its measured latency thus includes the few dispatch steps
+    /// since that reading (after an idle wait: one look at the ring).
     /// Never throws on behalf of the handler (anything it throws is caught); may throw
     /// std::bad_alloc while describing a failure. Worker only.
     run_result run(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
