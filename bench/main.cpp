@@ -1,7 +1,7 @@
 // bench/main.cpp — evbus_bench: shard-throughput benchmark with in-process baselines.
 //
 //     evbus_bench [--runs N] [--items N] [--pipeline-items N] [--pin WHERE] [--filter TEXT]
-//                 [--smoke]
+//                 [--peak EVENTS_PER_S] [--smoke]
 //
 // --pin places the ring-only cases' threads: split = producers on CPU 0, consumer on CPU 1;
 // shared = all on CPU 0; scheduler (default) = no pinning.
@@ -10,6 +10,9 @@
 // without --filter.
 //
 // --filter keeps the cases whose name contains TEXT (and each group's subject, evbus).
+// --peak skips the tables and runs only the reports after them, taking EVENTS_PER_S as the
+// 1 producer x 1 shard peak that the latency report offers fractions of (e.g. the median of
+// an earlier full run, to measure latency again without the 10 minutes of tables).
 //
 // Prints the machine (CPU model, core count, compiler, flags), then every comparison group
 // with min / median / max events/s over N interleaved runs and evbus's ratio to each
@@ -49,7 +52,7 @@ std::string cpu_model() {
     std::fprintf(stderr,
                  "evbus_bench: %s\nusage: evbus_bench [--runs N (>= 1)] [--items N] "
                  "[--pipeline-items N] [--pin scheduler|split|shared] [--filter TEXT] "
-                 "[--smoke]\n",
+                 "[--peak EVENTS_PER_S] [--smoke]\n",
                  what.c_str());
     std::exit(2);
 }
@@ -69,6 +72,7 @@ unsigned long long parse_count(std::string_view flag, const char* text) {
 int main(int argc, char** argv) {
     evbus_bench::bench_config config;
     std::string filter;
+    unsigned long long peak = 0;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--runs") {
@@ -90,11 +94,16 @@ int main(int argc, char** argv) {
         } else if (arg == "--filter") {
             if (i + 1 >= argc) usage_error("--filter needs a substring of case names");
             filter = argv[++i];
+        } else if (arg == "--peak") {
+            peak = parse_count(arg, i + 1 < argc ? argv[++i] : nullptr);
         } else if (arg == "--smoke") {
             config.smoke = true;
         } else {
             usage_error("unknown argument '" + std::string(arg) + "'");
         }
+    }
+    if (peak != 0 && !filter.empty()) {
+        usage_error("--peak runs no tables, so --filter has nothing to keep");
     }
     if (config.smoke) {
         config.runs = 1;
@@ -132,6 +141,11 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
 
     try {
+        if (peak != 0) {
+            std::printf("peak:       %llu events/s, given with --peak (tables skipped)\n", peak);
+            evbus_bench::pipeline_reports(config, static_cast<double>(peak));
+            return 0;
+        }
         auto groups = evbus_bench::queue_groups(config);
         const std::size_t ring_groups = groups.size();
         for (auto& g : evbus_bench::pipeline_groups(config)) groups.push_back(std::move(g));

@@ -308,13 +308,13 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
     // than queueing behind earlier events.
     const std::uint64_t latency_events = config.smoke ? 20'000 : 2'000'000;
     std::printf(
-        "\n== post-to-handler latency, 1 producer x 1 shard, at a fraction of the "
-        "measured peak ==\n");
+        "\n== post-to-handler latency, 1 producer x 1 shard, at a fraction of the 1 x 1 "
+        "peak (its median above, or --peak) ==\n");
     std::printf("csv fields: latency,fraction of peak,offered/s,p50 ns,p99 ns,p99.9 ns,max ns\n");
     for (const int divisor : {2, 10}) {
         const latency_stats l = measure_latency(peak_per_s / divisor, latency_events);
         std::printf(
-            "1/%d of peak (median above %.2f M/s): offered %.2f M/s, %llu events: "
+            "1/%d of the peak (%.2f M/s): offered %.2f M/s, %llu events: "
             "p50 %.0f ns, p99 %.0f ns, p99.9 %.0f ns, max %.0f ns\n",
             divisor, peak_per_s / 1e6, l.offered_per_s / 1e6,
             static_cast<unsigned long long>(latency_events), l.p50, l.p99, l.p999, l.max);
