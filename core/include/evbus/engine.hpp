@@ -543,18 +543,20 @@ private:
             enter_worker_thread();
             const std::size_t batch = runtime().settings().batch_size;
             const auto process = [this](slot& d) noexcept { handle(d); };
-            // The clock (see "Clock" at shard_runtime::run): a batch's first call starts at
-            // the end of the previous batch's last call, or at the idle loop's last reading,
-            // taken in place of a CPU pause before the event was seen, so an event that
-            // arrives at an idle worker does not wait for a clock read.
+            // The clock (see "Clock" at shard_runtime::run): a batch's first call starts at a
+            // reading taken after the previous batch, or, after an idle wait, at the idle
+            // loop's last reading, taken in place of a CPU pause before the event was seen,
+            // so an event that arrives at a waiting worker does not wait for a clock read.
+            // Read after every batch, calls or not, a reading is never more than one batch
+            // old (entries without a call, e.g. events nobody subscribed to, leave it as is).
             restart_clock();
             for (;;) {
                 const std::size_t n = ring_.consume(process, batch);
-                if (!reached_.empty()) {
-                    arrive_at_markers();
-                    restart_clock();  // waking drain() callers is not the next call's time
+                arrive_at_markers();
+                if (n > 0) {
+                    restart_clock();
+                    continue;
                 }
-                if (n > 0) continue;
                 if (!ring_.wait_for_items(finish_, [this]() noexcept { restart_clock(); })) break;
             }
             // finish_ is set only after every producer left: what is queued now is all.
