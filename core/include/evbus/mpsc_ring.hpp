@@ -14,8 +14,10 @@
 // - Every slot carries a sequence number that includes the lap: `sequence == pos + 1` says
 //   the value of `pos` is published. Last lap's value in that slot carries pos - capacity + 1,
 //   so the consumer can never mistake it for the current one.
-// - A producer writes the slot of `pos` only after it saw `pos < head_published_ +
-//   capacity`, i.e. the consumer has finished (and destroyed) position pos - capacity. The
+// - A producer writes the slot of `pos` only after it saw `pos < head + capacity` for a
+//   head the consumer published (head_published_, or the producers' copy of an earlier
+//   value of it, cached_head_, which is never ahead of it), i.e. the consumer has finished
+//   (and destroyed) position pos - capacity. The
 //   consumer never passes a position that is claimed but not yet published, so a producer
 //   preempted mid-push cannot be overtaken: the next producer for its slot (pos + capacity)
 //   waits until the consumer has passed pos, which needs the slow producer's publish.
@@ -29,6 +31,12 @@
 // one line per batch instead of one per event. Measured on the 2-core VM against the
 // per-slot version (docs/benchmarks.md): 1 producer about 1.5x, 2 producers about 2x.
 //
+// Why producers keep a copy of the cursor (cached_head_, on the line of tail_ that they
+// write anyway): at low rates the consumer publishes its cursor after nearly every event, so
+// a push that read the cursor itself fetched a line just modified on the consumer's core,
+// and its claim's locked RMW waited for that miss. The copy is refreshed from the cursor
+// only when it says the slot may not be free yet, about once per lap.
+//
 // Progress: producers are lock-free with respect to each other (a failed claim means another
 // producer succeeded); push() waits only for the consumer, and only when the ring is full.
 // The consumer can be held up by one producer preempted between its claim and its publish;
@@ -41,6 +49,12 @@
 //   it sees the whole value. The consumer destroys the values of a batch and then publishes
 //   its cursor with a release store [R2]; a producer's acquire load of the cursor [A1] pairs
 //   with it, so the destructors' writes happen before the next construction in those slots.
+//   A producer that read the cursor stores what it read into cached_head_ with release
+//   [R3]; a producer whose acquire load of the copy [A3] shows room relies on it, and
+//   R2 -> A1 -> R3 -> A3 orders the destruction before its construction just the same. Every
+//   value of the copy is one the cursor had, and the cursor only grows, so the copy can lag
+//   (racing refreshes may even store an older value) but never run ahead: it can only say
+//   "not free" too early, and then the producer reads the cursor itself.
 // - Consumer sleep (Dekker). A producer claims with a seq_cst RMW on tail_ [S1] and, after
 //   publishing, reads consumer_sleeping_ with a seq_cst load [S2]. The consumer, before it
 //   blocks, announces itself with a seq_cst exchange on consumer_sleeping_ [S3] and then
@@ -224,7 +238,7 @@ public:
     void wait_for_space(const GiveUp& give_up) noexcept {
         const auto has_space = [this] {
             // Relaxed: a stale (lower) tail only reads as "space", and the caller's claim
-            // then fails and comes back; the cursor load inside is the ordered one [A1].
+            // then fails and comes back; the loads inside are the ordered ones ([A3], [A1]).
             return slot_free(tail_.load(std::memory_order_relaxed));
         };
         for (int i = 0; i < spin_rounds + yield_rounds; ++i) {
@@ -419,10 +433,20 @@ private:
     // True when the consumer has finished position pos - capacity, so the slot of `pos` may
     // be written. Signed: claim() may hold a stale tail below the cursor; it then reads
     // "free" and its CAS fails and reloads.
-    bool slot_free(std::size_t pos) const noexcept {
+    bool slot_free(std::size_t pos) noexcept {
+        const auto within_lap = [this, pos](std::size_t head) {
+            return static_cast<std::ptrdiff_t>(pos - head) < static_cast<std::ptrdiff_t>(mask_ + 1);
+        };
+        // [A3] pairs with [R3] below (see "Memory ordering"): free by an earlier cursor value
+        // is free by the current one.
+        const std::size_t cached = cached_head_.load(std::memory_order_acquire);
+        if (within_lap(cached)) return true;
         // [A1] pairs with [R2] in release(): last lap's destruction happens before ours.
         const std::size_t head = head_published_.load(std::memory_order_acquire);
-        return static_cast<std::ptrdiff_t>(pos - head) < static_cast<std::ptrdiff_t>(mask_ + 1);
+        // [R3] release: a producer whose [A3] reads this value also sees what [A1] saw. Only
+        // when the cursor moved, so producers waiting on a full ring do not write the line.
+        if (head != cached) cached_head_.store(head, std::memory_order_release);
+        return within_lap(head);
     }
 
     // Claims the next position for this producer into `pos`; false when the ring is full.
@@ -537,8 +561,10 @@ private:
     const std::size_t mask_;
     const std::unique_ptr<slot[]> slots_;
 
-    // Producers' claim counter.
+    // Producers' claim counter, and their copy of the consumer's cursor (see "Why producers
+    // keep a copy of the cursor").
     alignas(cache_line_size) std::atomic<std::size_t> tail_{0};
+    std::atomic<std::size_t> cached_head_{0};
 
     // Written by the consumer only while it goes to sleep; read by every push.
     alignas(cache_line_size) std::atomic<std::uint32_t> consumer_sleeping_{0};
