@@ -31,11 +31,10 @@
 // one line per batch instead of one per event. Measured on the 2-core VM against the
 // per-slot version (docs/benchmarks.md): 1 producer about 1.5x, 2 producers about 2x.
 //
-// Why producers keep a copy of the cursor (cached_head_, on the line of tail_ that they
-// write anyway): at low rates the consumer publishes its cursor after nearly every event, so
-// a push that read the cursor itself fetched a line just modified on the consumer's core,
-// and its claim's locked RMW waited for that miss. The copy is refreshed from the cursor
-// only when it says the slot may not be free yet, about once per lap.
+// Why producers keep a copy of the cursor (cached_head_): at low rates the consumer publishes its
+// cursor after nearly every event, so a push that read the cursor itself fetched a line just
+// modified on the consumer's core, and its claim's locked RMW waited for that miss. The copy is
+// refreshed from the cursor only when it says the slot may not be free yet, about once per lap.
 //
 // Progress: producers are lock-free with respect to each other (a failed claim means another
 // producer succeeded); push() waits only for the consumer, and only when the ring is full.
@@ -238,8 +237,8 @@ public:
     void wait_for_space(const GiveUp& give_up) noexcept {
         const auto has_space = [this] {
             // Relaxed: a stale (lower) tail only reads as "space", and the caller's claim
-            // then fails and comes back; the loads inside are the ordered ones ([A3], [A1]).
-            return slot_free(tail_.load(std::memory_order_relaxed));
+            // then fails and comes back; the cursor load inside is the ordered one [A1].
+            return cursor_free(tail_.load(std::memory_order_relaxed));
         };
         for (int i = 0; i < spin_rounds + yield_rounds; ++i) {
             if (has_space() || give_up()) return;
@@ -430,23 +429,33 @@ private:
 
     slot& slot_at(std::size_t pos) noexcept { return slots_[pos & mask_]; }
 
+    // True when `pos` is within one lap of `head`. Signed: claim() may hold a stale tail below
+    // the cursor; it then reads "free" and its CAS fails and reloads.
+    bool within_lap(std::size_t pos, std::size_t head) const noexcept {
+        return static_cast<std::ptrdiff_t>(pos - head) < static_cast<std::ptrdiff_t>(mask_ + 1);
+    }
+
     // True when the consumer has finished position pos - capacity, so the slot of `pos` may
-    // be written. Signed: claim() may hold a stale tail below the cursor; it then reads
-    // "free" and its CAS fails and reloads.
+    // be written: by the producers' copy of the cursor if that suffices, else by the cursor,
+    // whose value then refreshes the copy. For a producer about to claim or write.
     bool slot_free(std::size_t pos) noexcept {
-        const auto within_lap = [this, pos](std::size_t head) {
-            return static_cast<std::ptrdiff_t>(pos - head) < static_cast<std::ptrdiff_t>(mask_ + 1);
-        };
         // [A3] pairs with [R3] below (see "Memory ordering"): free by an earlier cursor value
         // is free by the current one.
         const std::size_t cached = cached_head_.load(std::memory_order_acquire);
-        if (within_lap(cached)) return true;
+        if (within_lap(pos, cached)) return true;
         // [A1] pairs with [R2] in release(): last lap's destruction happens before ours.
         const std::size_t head = head_published_.load(std::memory_order_acquire);
-        // [R3] release: a producer whose [A3] reads this value also sees what [A1] saw. Only
-        // when the cursor moved, so producers waiting on a full ring do not write the line.
+        // [R3] release: a producer whose [A3] reads this value also sees what [A1] saw.
         if (head != cached) cached_head_.store(head, std::memory_order_release);
-        return within_lap(head);
+        return within_lap(pos, head);
+    }
+
+    // slot_free() by the cursor alone, for producers waiting on a full ring: they look again
+    // and again, and refreshing the copy each time the cursor moved would have every waiting
+    // producer write the claim counter's line. The next slot_free() refreshes it once.
+    bool cursor_free(std::size_t pos) const noexcept {
+        // [A1] pairs with [R2] in release(), as in slot_free().
+        return within_lap(pos, head_published_.load(std::memory_order_acquire));
     }
 
     // Claims the next position for this producer into `pos`; false when the ring is full.
@@ -495,11 +504,11 @@ private:
     void wait_until_free(std::size_t pos) noexcept {
         for (int i = 0; i < spin_rounds; ++i) {
             detail::cpu_relax();
-            if (slot_free(pos)) return;
+            if (cursor_free(pos)) return;
         }
         for (int i = 0; i < yield_rounds; ++i) {
             std::this_thread::yield();
-            if (slot_free(pos)) return;
+            if (cursor_free(pos)) return;
         }
         for (;;) {
             // [W1] announce; acq_rel so that reading W2's value synchronises with the
@@ -507,7 +516,7 @@ private:
             producers_waiting_.fetch_add(1, std::memory_order_acq_rel);
             // [W3] pairs with [W4]: an epoch read after a bump sees the cursor before it.
             const std::uint32_t epoch = space_epoch_.load(std::memory_order_acquire);
-            const bool free = slot_free(pos);
+            const bool free = cursor_free(pos);
             if (!free) space_epoch_.wait(epoch, std::memory_order_acquire);
             // Relaxed: the counter only decides whether the consumer notifies; a stale
             // (higher) value costs it one spurious notify, never a lost wake-up.
@@ -533,7 +542,8 @@ private:
     void release(std::size_t n) noexcept {
         if (n == 0) return;
         head_ += n;
-        // [R2] frees the batch's slots for the next lap; pairs with [A1] in slot_free().
+        // [R2] frees the batch's slots for the next lap; pairs with [A1] in slot_free() and
+        // cursor_free().
         head_published_.store(head_, std::memory_order_release);
         // [W2] acq_rel RMW, the consumer's half of the blocked-producer handshake.
         if (producers_waiting_.fetch_add(0, std::memory_order_acq_rel) != 0) {
@@ -561,10 +571,13 @@ private:
     const std::size_t mask_;
     const std::unique_ptr<slot[]> slots_;
 
-    // Producers' claim counter, and their copy of the consumer's cursor (see "Why producers
-    // keep a copy of the cursor").
+    // Producers' claim counter.
     alignas(cache_line_size) std::atomic<std::size_t> tail_{0};
-    std::atomic<std::size_t> cached_head_{0};
+
+    // Producers' copy of the consumer's cursor (see "Why producers keep a copy of the
+    // cursor"). A line of its own: on the claim counter's line, every refresh by one producer
+    // took that line from the other producers' claims (2 producers about 12% slower).
+    alignas(cache_line_size) std::atomic<std::size_t> cached_head_{0};
 
     // Written by the consumer only while it goes to sleep; read by every push.
     alignas(cache_line_size) std::atomic<std::uint32_t> consumer_sleeping_{0};
