@@ -452,7 +452,8 @@ private:
 
     // slot_free() by the cursor alone, for producers waiting on a full ring: they look again
     // and again, and refreshing the copy each time the cursor moved would have every waiting
-    // producer write the claim counter's line. The next slot_free() refreshes it once.
+    // producer write the copy's line, which every push reads. The next slot_free() refreshes
+    // it once.
     bool cursor_free(std::size_t pos) const noexcept {
         // [A1] pairs with [R2] in release(), as in slot_free().
         return within_lap(pos, head_published_.load(std::memory_order_acquire));
@@ -481,10 +482,16 @@ private:
     // slot's lines to come over from the consumer's core. With it they are already on their
     // way. Distance 3 was the best of 2, 3, 4, 8 and 16 on the 2-core VM (docs/benchmarks.md).
     void prefetch_ahead(std::size_t pos) noexcept {
-        const auto* line =
-            reinterpret_cast<const unsigned char*>(&slot_at(pos + prefetch_distance));
-        for (std::size_t b = 0; b < sizeof(slot); b += cache_line_size) {
-            detail::prefetch_for_write(line + b);
+        for_each_line(slot_at(pos + prefetch_distance), 0,
+                      [](const void* line) noexcept { detail::prefetch_for_write(line); });
+    }
+
+    // Calls `f(line)` for the start of each of the slot's cache lines from line `first` on.
+    template <class F>
+    static void for_each_line(const slot& s, std::size_t first, F f) noexcept {
+        const auto* bytes = reinterpret_cast<const unsigned char*>(&s);
+        for (std::size_t b = first * cache_line_size; b < sizeof(slot); b += cache_line_size) {
+            f(bytes + b);
         }
     }
 
@@ -494,10 +501,7 @@ private:
     // one after the other when `f` first touches each (f's first locked RMW, for one, holds
     // back every load after it). Read prefetches: the consumer mostly only reads a slot.
     static void prefetch_rest(const slot& s) noexcept {
-        const auto* line = reinterpret_cast<const unsigned char*>(&s);
-        for (std::size_t b = cache_line_size; b < sizeof(slot); b += cache_line_size) {
-            __builtin_prefetch(line + b, 0, 3);
-        }
+        for_each_line(s, 1, [](const void* line) noexcept { __builtin_prefetch(line, 0, 3); });
     }
 
     // push() owns `pos` but the consumer has not finished last lap's value in its slot yet.
