@@ -301,12 +301,19 @@ run_result run_queue(std::size_t producers, const bench_config& config) {
                       check.violations(), peak_depth};
 }
 
+using queue_run = run_result (*)(std::size_t, const bench_config&);
+
+// A case that runs `fn` with `producers` producer threads.
+bench_case queue_case(std::string name, queue_run fn, std::size_t producers) {
+    return bench_case{std::move(name),
+                      [fn, producers](const bench_config& c) { return fn(producers, c); }};
+}
+
 bench_group make_group(std::string title, std::size_t producers) {
     bench_group g;
     g.title = std::move(title);
-    const auto add = [&](std::string name, run_result (*fn)(std::size_t, const bench_config&)) {
-        g.cases.push_back(bench_case{
-            std::move(name), [fn, producers](const bench_config& c) { return fn(producers, c); }});
+    const auto add = [&](std::string name, queue_run fn) {
+        g.cases.push_back(queue_case(std::move(name), fn, producers));
     };
     add("evbus::mpsc_ring (push + batch consume)", &run_queue<evbus_ring_adapter<queue_capacity>>);
     add("moodycamel::ConcurrentQueue (tokens + bulk)", &run_queue<moodycamel_adapter<false>>);
@@ -325,25 +332,21 @@ bench_group deep_group(std::size_t producers) {
     bench_group g;
     g.title = "ring only at moodycamel's depth: " + std::to_string(producers) + " producer" +
               (producers == 1 ? "" : "s") + " -> 1 consumer";
-    g.cases.push_back(bench_case{
-        "evbus::mpsc_ring deep (push + batch consume)", [producers](const bench_config& c) {
-            return run_queue<evbus_ring_adapter<deep_ring_capacity>>(producers, c);
-        }});
-    g.cases.push_back(bench_case{"moodycamel::ConcurrentQueue (tokens + bulk)",
-                                 [producers](const bench_config& c) {
-                                     return run_queue<moodycamel_adapter<false>>(producers, c);
-                                 }});
+    g.cases.push_back(queue_case("evbus::mpsc_ring deep (push + batch consume)",
+                                 &run_queue<evbus_ring_adapter<deep_ring_capacity>>, producers));
+    g.cases.push_back(queue_case("moodycamel::ConcurrentQueue (tokens + bulk)",
+                                 &run_queue<moodycamel_adapter<false>>, producers));
     return g;
 }
 
 }  // namespace
 
 bench_case moodycamel_handoff_case(std::size_t producers, bool bounded) {
-    run_result (*const fn)(std::size_t, const bench_config&) =
-        bounded ? &run_queue<moodycamel_adapter<true>> : &run_queue<moodycamel_adapter<false>>;
-    return bench_case{std::string("moodycamel ") + (bounded ? "bounded " : "") +
-                          "hand-off alone (" + std::to_string(producers) + "P->1C)",
-                      [fn, producers](const bench_config& c) { return fn(producers, c); }};
+    return queue_case(
+        std::string("moodycamel ") + (bounded ? "bounded " : "") + "hand-off alone (" +
+            std::to_string(producers) + "P->1C)",
+        bounded ? &run_queue<moodycamel_adapter<true>> : &run_queue<moodycamel_adapter<false>>,
+        producers);
 }
 
 std::vector<bench_group> queue_groups(const bench_config&) {
