@@ -3,13 +3,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <optional>
-
-#include <pthread.h>
-#include <sched.h>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 
 namespace evbus_bench {
 
@@ -38,6 +40,62 @@ spread summarize(std::vector<double> values) {
     s.max = values.back();
     s.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
     return s;
+}
+
+latency_stats summarize_latencies(std::vector<std::int64_t> samples, double elapsed_s) {
+    latency_stats r;
+    r.offered_per_s = static_cast<double>(samples.size()) / elapsed_s;
+    bool in_run = false;
+    for (const std::int64_t l : samples) {
+        const bool late = l > late_ns;
+        r.late_events += late ? 1 : 0;
+        r.late_runs += late && !in_run ? 1 : 0;
+        in_run = late;
+    }
+    std::erase_if(samples, [](std::int64_t l) { return l < 0; });
+    if (samples.empty()) return r;
+    std::sort(samples.begin(), samples.end());
+    const auto at = [&samples](double q) {
+        return static_cast<double>(
+            samples[static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1))]);
+    };
+    r.p50 = at(0.50);
+    r.p99 = at(0.99);
+    r.p999 = at(0.999);
+    r.max = static_cast<double>(samples.back());
+    return r;
+}
+
+void print_latency(const std::string& label, const latency_stats& l) {
+    std::printf(
+        "%s: offered %.2f M/s: p50 %.0f ns, p99 %.0f ns, p99.9 %.0f ns, max %.0f ns; "
+        "late (> %lld ns): %llu events in %llu runs; preempted: producer %llu, consumer %llu "
+        "times\n",
+        label.c_str(), l.offered_per_s / 1e6, l.p50, l.p99, l.p999, l.max,
+        static_cast<long long>(late_ns), static_cast<unsigned long long>(l.late_events),
+        static_cast<unsigned long long>(l.late_runs),
+        static_cast<unsigned long long>(l.producer_preempted),
+        static_cast<unsigned long long>(l.consumer_preempted));
+    std::printf("csv,latency,%s,%.0f,%.0f,%.0f,%.0f,%.0f,%llu,%llu,%llu,%llu\n", label.c_str(),
+                l.offered_per_s, l.p50, l.p99, l.p999, l.max,
+                static_cast<unsigned long long>(l.late_events),
+                static_cast<unsigned long long>(l.late_runs),
+                static_cast<unsigned long long>(l.producer_preempted),
+                static_cast<unsigned long long>(l.consumer_preempted));
+}
+
+long thread_id() noexcept {
+    return static_cast<long>(gettid());
+}
+
+std::uint64_t involuntary_switches(long tid) {
+    std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/status");
+    const std::string key = "nonvoluntary_ctxt_switches:";
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(key, 0) == 0) return std::stoull(line.substr(key.size()));
+    }
+    return 0;
 }
 
 namespace {

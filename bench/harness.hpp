@@ -151,6 +151,57 @@ inline double seconds_between(bench_clock::time_point a, bench_clock::time_point
     return std::chrono::duration<double>(b - a).count();
 }
 
+/// bench_clock's reading in nanoseconds: the stamp the latency runs carry in their events.
+inline std::int64_t now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               bench_clock::now().time_since_epoch())
+        .count();
+}
+
+/// The send time of event `i` of a run paced at `interval_ns` from `start_ns`: busy-waits
+/// until then and returns the clock's reading. A sender that fell behind sends at once.
+inline std::int64_t wait_for_send_time(std::int64_t start_ns, double interval_ns,
+                                       std::uint64_t i) noexcept {
+    const auto due = start_ns + static_cast<std::int64_t>(static_cast<double>(i) * interval_ns);
+    std::int64_t t = now_ns();
+    while (t < due) t = now_ns();
+    return t;
+}
+
+/// Events a latency run sends, paced like the rest, before the ones it measures: by then
+/// the consumer is running and warm (an engine's worker starts asleep, a cold start left a
+/// backlog of thousands of late events that said nothing about the steady state).
+inline constexpr std::uint64_t latency_warmup = 100'000;
+
+/// Post-to-handler latency of one paced run, and how often the scheduler took the CPU away
+/// from each side during it (involuntary context switches): on a machine with no spare
+/// core, a preempted consumer leaves every event behind it waiting a time slice.
+struct latency_stats {
+    double offered_per_s = 0;
+    double p50 = 0, p99 = 0, p999 = 0, max = 0;
+    std::uint64_t producer_preempted = 0;  ///< the posting thread
+    std::uint64_t consumer_preempted = 0;  ///< the consuming thread(s)
+    /// Events later than late_ns, and the runs of consecutive such events they form: each run
+    /// is one stall of the consumer (or the machine), however many events it held up.
+    std::uint64_t late_events = 0;
+    std::uint64_t late_runs = 0;
+};
+
+/// The latency that makes an event late in latency_stats: the p99 bound.
+inline constexpr std::int64_t late_ns = 5'000;
+
+/// Fills offered_per_s, the percentiles and the late counts from one latency per event, in
+/// send order (ns; negative: the event was not seen), over a run of `elapsed_s` seconds.
+latency_stats summarize_latencies(std::vector<std::int64_t> samples, double elapsed_s);
+
+/// Prints one latency line and its csv twin ("csv,latency,<label>,...").
+void print_latency(const std::string& label, const latency_stats& l);
+
+/// This thread's id (gettid), and the involuntary context switches so far of thread `tid`
+/// of this process (/proc/self/task/<tid>/status; 0 if it cannot be read).
+long thread_id() noexcept;
+std::uint64_t involuntary_switches(long tid);
+
 /// Keeps each group's subject and the cases whose name contains `text`; drops empty groups.
 void keep_cases(std::vector<bench_group>& groups, const std::string& text);
 
@@ -162,6 +213,10 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
 
 /// The ring-only groups: evbus::mpsc_ring against the baseline queues, P producers -> 1.
 std::vector<bench_group> queue_groups(const bench_config& config);
+
+/// Latency of moodycamel's hand-off alone (1 producer -> 1 consumer, tokens, bulk dequeue),
+/// paced at `rate_per_s` the way the engine's latency run is: the machine's own floor.
+latency_stats moodycamel_latency(double rate_per_s, std::uint64_t events);
 
 /// moodycamel with tokens and bulk dequeue alone, P producers -> 1 consumer: the hand-off
 /// baseline the full pipeline is compared with. `bounded`: try_enqueue into the

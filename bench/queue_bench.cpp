@@ -1,4 +1,5 @@
-// bench/queue_bench.cpp — evbus::mpsc_ring alone against the best-known queues.
+// bench/queue_bench.cpp — evbus::mpsc_ring alone against the best-known queues, and the
+// moodycamel baselines of the pipeline report (hand-off, latency).
 //
 // Same 64-byte payload, same thread layout (P producer threads, the consumer on the main
 // thread), same capacity where the queue is bounded, same per-item consumer work (an order
@@ -347,6 +348,54 @@ bench_case moodycamel_handoff_case(std::size_t producers, bool bounded) {
             std::to_string(producers) + "P->1C)",
         bounded ? &run_queue<moodycamel_adapter<true>> : &run_queue<moodycamel_adapter<false>>,
         producers);
+}
+
+latency_stats moodycamel_latency(double rate_per_s, std::uint64_t events) {
+    moodycamel_adapter<false> queue;
+    std::vector<std::int64_t> latencies(events, -1);
+    std::latch start(2);
+    std::uint64_t consumer_preempted = 0;
+    std::thread consumer([&] {
+        auto handle = queue.make_consumer();
+        const long self = thread_id();
+        const std::uint64_t before = involuntary_switches(self);
+        start.arrive_and_wait();
+        std::uint64_t received = 0;
+        while (received < latency_warmup + events) {
+            const std::size_t n = queue.consume(
+                handle,
+                [&latencies](payload64& v) {
+                    const std::int64_t t = now_ns() - static_cast<std::int64_t>(v.body[1]);
+                    if (v.seq < latencies.size()) latencies[v.seq] = t;
+                },
+                256);
+            received += n;
+            if (n == 0) queue.idle(handle);
+        }
+        consumer_preempted = involuntary_switches(self) - before;
+    });
+    auto handle = queue.make_producer();
+    const double interval_ns = 1e9 / rate_per_s;
+    const long producer = thread_id();
+    const std::uint64_t producer_before = involuntary_switches(producer);
+    start.arrive_and_wait();
+    const std::int64_t t0 = now_ns();
+    std::int64_t measured_from = t0;
+    for (std::uint64_t i = 0; i < latency_warmup + events; ++i) {
+        const std::int64_t t = wait_for_send_time(t0, interval_ns, i);
+        if (i == latency_warmup) measured_from = t;
+        // As in the engine's run: warm-up events carry a seq past the table.
+        payload64 p = make_payload(0, i < latency_warmup ? events + i : i - latency_warmup);
+        p.body[1] = static_cast<std::uint64_t>(t);
+        queue.push(handle, std::move(p));
+    }
+    const std::uint64_t producer_preempted = involuntary_switches(producer) - producer_before;
+    consumer.join();
+    latency_stats r = summarize_latencies(std::move(latencies),
+                                          static_cast<double>(now_ns() - measured_from) / 1e9);
+    r.producer_preempted = producer_preempted;
+    r.consumer_preempted = consumer_preempted;
+    return r;
 }
 
 std::vector<bench_group> queue_groups(const bench_config&) {
