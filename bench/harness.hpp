@@ -214,6 +214,11 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
 /// The ring-only groups: evbus::mpsc_ring against the baseline queues, P producers -> 1.
 std::vector<bench_group> queue_groups(const bench_config& config);
 
+/// moodycamel alone, N producers -> N consumers, one unbounded queue per consumer and each
+/// event sent to a random one: the hand-off of an N x N pipeline without keys, hashing,
+/// routing or dispatch.
+bench_case moodycamel_sharded_case(std::size_t n);
+
 /// Latency of moodycamel's hand-off alone (1 producer -> 1 consumer, tokens, bulk dequeue),
 /// paced at `rate_per_s` the way the engine's latency run is: the machine's own floor.
 latency_stats moodycamel_latency(double rate_per_s, std::uint64_t events);
@@ -224,7 +229,8 @@ latency_stats moodycamel_latency(double rate_per_s, std::uint64_t events);
 /// enqueue, which allocates more blocks whenever the consumer falls behind.
 bench_case moodycamel_handoff_case(std::size_t producers, bool bounded);
 
-/// The full-pipeline groups through evbus::engine: producers x shards = 1x1, 2x1, 1x2, 2x2.
+/// The full-pipeline groups through evbus::engine: producers x shards = 1x1, 2x1, 1x2, 2x2,
+/// and N x N for N = 4 and 8 where the machine has 2N cores (shard scaling).
 std::vector<bench_group> pipeline_groups(const bench_config& config);
 
 /// Ring memory per shard, latency at half of `peak_per_s`, idle CPU and resident memory.

@@ -288,7 +288,25 @@ std::uint64_t resident_bytes() {
 }  // namespace
 
 std::vector<bench_group> pipeline_groups(const bench_config&) {
-    return {pipeline_group(1, 1), pipeline_group(2, 1), pipeline_group(1, 2), pipeline_group(2, 2)};
+    std::vector<bench_group> groups = {pipeline_group(1, 1), pipeline_group(2, 1),
+                                       pipeline_group(1, 2), pipeline_group(2, 2)};
+    // Shard scaling: N producers and N shards need 2N cores to run side by side.
+    const std::size_t cores = std::thread::hardware_concurrency();
+    for (const std::size_t n : {4, 8}) {
+        if (cores < 2 * n) {
+            std::printf("scaling:    %zu producers x %zu shards skipped: needs %zu cores\n", n, n,
+                        2 * n);
+            continue;
+        }
+        bench_group g;
+        g.title = "shard scaling: " + std::to_string(n) + " producers x " + std::to_string(n) +
+                  " shards vs moodycamel sharded hand-off";
+        g.cases.push_back(bench_case{"evbus::engine post -> handler (8 types; 1000 keys)",
+                                     [n](const bench_config& c) { return run_pipeline(n, n, c); }});
+        g.cases.push_back(moodycamel_sharded_case(n));
+        groups.push_back(std::move(g));
+    }
+    return groups;
 }
 
 void pipeline_reports(const bench_config& config, double peak_per_s) {

@@ -1,5 +1,5 @@
 // bench/queue_bench.cpp — evbus::mpsc_ring alone against the best-known queues, and the
-// moodycamel baselines of the pipeline report (hand-off, latency).
+// moodycamel baselines of the pipeline report (hand-off, sharded hand-off, latency).
 //
 // Same 64-byte payload, same thread layout (P producer threads, the consumer on the main
 // thread), same capacity where the queue is bounded, same per-item consumer work (an order
@@ -16,6 +16,7 @@
 #include <latch>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -340,6 +341,67 @@ bench_group deep_group(std::size_t producers) {
     return g;
 }
 
+// One run of moodycamel_sharded_case: n producers, n consumer threads, one unbounded queue
+// each. Every event goes to a random queue (drawn before the clock starts) and carries its
+// per-queue sequence, so each consumer checks per-producer order on its own queue.
+run_result run_sharded(std::size_t n, const bench_config& config) {
+    using adapter = moodycamel_adapter<false>;
+    const std::uint64_t items = config.pipeline_items_per_producer;
+    std::vector<std::unique_ptr<adapter>> queues;
+    for (std::size_t q = 0; q < n; ++q) queues.push_back(std::make_unique<adapter>());
+    std::vector<std::vector<std::uint8_t>> routes(n, std::vector<std::uint8_t>(items));
+    std::vector<std::uint64_t> expected(n, 0);
+    std::mt19937_64 rng(41);
+    std::uniform_int_distribution<std::size_t> pick(0, n - 1);
+    for (auto& route : routes) {
+        for (auto& q : route) {
+            q = static_cast<std::uint8_t>(pick(rng));
+            ++expected[q];
+        }
+    }
+    std::vector<std::uint64_t> received(n, 0);
+    std::vector<std::uint64_t> violations(n, 0);
+    std::latch start(static_cast<std::ptrdiff_t>(2 * n + 1));
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < n; ++p) {
+        threads.emplace_back([&, p] {
+            std::vector<adapter::producer> handles;
+            for (auto& q : queues) handles.push_back(q->make_producer());
+            std::vector<std::uint64_t> seq(n, 0);
+            start.arrive_and_wait();
+            for (const std::uint8_t q : routes[p]) {
+                queues[q]->push(handles[q], make_payload(p, seq[q]++));
+            }
+        });
+    }
+    for (std::size_t c = 0; c < n; ++c) {
+        threads.emplace_back([&, c] {
+            auto handle = queues[c]->make_consumer();
+            order_check check(n);
+            start.arrive_and_wait();
+            while (received[c] < expected[c]) {
+                const std::size_t got = queues[c]->consume(
+                    handle, [&check](payload64& v) { check.see(v); }, config.batch);
+                received[c] += got;
+                if (got == 0) queues[c]->idle(handle);
+            }
+            violations[c] = check.violations();
+        });
+    }
+    start.arrive_and_wait();
+    const auto t0 = bench_clock::now();
+    for (auto& t : threads) t.join();
+    const auto t1 = bench_clock::now();
+    const std::uint64_t total = items * n;
+    std::uint64_t got = 0, reordered = 0;
+    for (std::size_t c = 0; c < n; ++c) {
+        got += received[c];
+        reordered += violations[c];
+    }
+    return run_result{static_cast<double>(total) / seconds_between(t0, t1), total, got, reordered,
+                      std::nullopt};
+}
+
 }  // namespace
 
 bench_case moodycamel_handoff_case(std::size_t producers, bool bounded) {
@@ -348,6 +410,12 @@ bench_case moodycamel_handoff_case(std::size_t producers, bool bounded) {
             std::to_string(producers) + "P->1C)",
         bounded ? &run_queue<moodycamel_adapter<true>> : &run_queue<moodycamel_adapter<false>>,
         producers);
+}
+
+bench_case moodycamel_sharded_case(std::size_t n) {
+    return queue_case("moodycamel sharded hand-off alone (" + std::to_string(n) + "P->" +
+                          std::to_string(n) + "C; a queue per consumer)",
+                      &run_sharded, n);
 }
 
 latency_stats moodycamel_latency(double rate_per_s, std::uint64_t events) {
