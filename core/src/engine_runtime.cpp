@@ -1,12 +1,14 @@
 #include <evbus/detail/engine_runtime.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <exception>
 #include <random>
 #include <string>
 #include <utility>
 
 #include <evbus/detail/dispatch_context.hpp>
+#include <evbus/detail/thread_name.hpp>
 #include <evbus/handler.hpp>
 #include <evbus/retry.hpp>
 
@@ -96,6 +98,9 @@ shard_runtime::~shard_runtime() = default;
 
 void shard_runtime::enter_worker_thread() noexcept {
     t_worker = this;
+    char name[32];
+    std::snprintf(name, sizeof name, "evbus-shard-%zu", index_);
+    name_this_thread(name);
 }
 
 bool shard_runtime::enter_post() noexcept {
@@ -353,6 +358,7 @@ void engine_runtime::stop_watchdog() noexcept {
 }
 
 void engine_runtime::watchdog_loop() {
+    name_this_thread("evbus-watchdog");
     std::unique_lock lock(watch_mutex_);
     while (!watch_stop_) {
         watch_cv_.wait_for(lock, settings_.watchdog_interval, [this] { return watch_stop_; });

@@ -73,6 +73,7 @@
 #include <evbus/dead_letter_store.hpp>
 #include <evbus/detail/dispatch_context.hpp>
 #include <evbus/detail/registry.hpp>
+#include <evbus/detail/thread_name.hpp>
 #include <evbus/engine.hpp>
 #include <evbus/error_sink.hpp>
 #include <evbus/event_history.hpp>
@@ -588,6 +589,7 @@ private:
     }
 
     void run() {
+        detail::name_this_thread("evbus-outbox");
         try {
             if (options_.resubmit_unfinished) resubmit();
         } catch (const std::exception& e) {

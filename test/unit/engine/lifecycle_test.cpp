@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine_test_support.hpp"
+#include "thread_names.hpp"
 
 using namespace engine_test;
 using namespace std::chrono_literals;
@@ -213,3 +214,21 @@ TEST_CASE("lifecycle: drain() on an idle engine and from several threads returns
     engine.drain();
     CHECK(handled == 150);
 }
+
+#if defined(__linux__)
+TEST_CASE("lifecycle: the engine's threads are named for top, gdb and perf",
+          "[engine][lifecycle]") {
+    test_bus bus;
+    auto sub = bus.subscribe("counter", [](const step&) {});
+    test_engine engine(bus, {.shards = 2, .ring_capacity = 64});
+    engine.drain();  // each worker has passed its loop's first step, which names it
+    const auto names = test_support::thread_names();
+    CHECK(names.count("evbus-shard-0") == 1);
+    CHECK(names.count("evbus-shard-1") == 1);
+    // The watchdog names itself when it first runs; wait for that, generously.
+    for (int i = 0; i < 1000 && test_support::thread_names().count("evbus-watchdog") == 0; ++i) {
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK(test_support::thread_names().count("evbus-watchdog") == 1);
+}
+#endif

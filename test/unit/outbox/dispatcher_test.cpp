@@ -19,6 +19,7 @@
 #include <range/v3/view/transform.hpp>
 
 #include "outbox_events.hpp"
+#include "thread_names.hpp"
 
 using namespace outbox_test;
 using namespace std::chrono_literals;
@@ -100,6 +101,19 @@ TEST_CASE("dispatcher: a rolled-back event is never delivered, a committed one o
     CHECK(seen.get() == std::vector<std::string>{"committed"});
     CHECK(store->unfinished(std::nullopt, 10).empty());
 }
+
+#if defined(__linux__)
+TEST_CASE("dispatcher: its thread is named evbus-outbox", "[outbox][dispatcher]") {
+    auto store = make_store(false, "d-thread-name");
+    test_bus bus;
+    auto sub = bus.subscribe("ledger", [](const money_transferred&) {});
+    dispatcher d(bus, *store, fast_poll());
+    d.start();
+    commit_one(*store, {"named", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));  // the thread has run, and named itself first
+    CHECK(test_support::thread_names().count("evbus-outbox") == 1);
+}
+#endif
 
 TEST_CASE("dispatcher: out-of-order commits t0 t1 tR t2 deliver t0 t1 t2, nothing skipped",
           "[outbox][dispatcher][order]") {

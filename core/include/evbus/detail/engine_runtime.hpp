@@ -127,7 +127,8 @@ public:
     /// Approximate number of queued entries. Thread-safe (racy, see the ring).
     [[nodiscard]] virtual std::size_t approx_depth() const noexcept = 0;
 
-    /// Marks the calling thread as this shard's worker. Worker only, once, at start.
+    /// Marks the calling thread as this shard's worker and names it "evbus-shard-<index>".
+    /// Worker only, once, at start.
     void enter_worker_thread() noexcept;
 
     /// The dispatch table, reloaded only when the registry changed (then the statistics rows
