@@ -2,8 +2,10 @@
 #include "harness.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -32,6 +34,7 @@ void unpin_thread() {
 }
 
 spread summarize(std::vector<double> values) {
+    std::erase_if(values, [](double v) { return std::isnan(v); });
     spread s;
     if (values.empty()) return s;
     std::sort(values.begin(), values.end());
@@ -103,6 +106,14 @@ namespace {
 // A lost event invalidates any run. Reordering is a finding about a baseline (reported in
 // the table), but a failure for the subject, whose contract is per-producer FIFO.
 bool check_run(const bench_group& g, std::size_t c, const run_result& r) {
+    if (r.hung) {
+        std::fprintf(stderr, "%s: %s / %s: hung: no event for %lld s (received %llu of %llu)\n",
+                     c == 0 ? "INVALID RUN" : "note: run left out", g.title.c_str(),
+                     g.cases[c].name.c_str(), static_cast<long long>(stall_limit.count()),
+                     static_cast<unsigned long long>(r.received),
+                     static_cast<unsigned long long>(r.expected));
+        return c != 0;
+    }
     const bool lost = r.received != r.expected;
     const bool reordered = r.order_violations != 0;
     if (!lost && !reordered) return true;
@@ -120,7 +131,7 @@ std::string depth_text(const std::optional<std::uint64_t>& peak) {
 }
 
 void print_group(const bench_group& g, const std::vector<std::vector<double>>& rates,
-                 const std::vector<std::uint64_t>& reorders,
+                 const std::vector<std::uint64_t>& reorders, const std::vector<int>& hung,
                  const std::vector<std::optional<std::uint64_t>>& peaks, int runs) {
     std::printf("\n== %s (64-byte events, %d runs each, interleaved) ==\n", g.title.c_str(), runs);
     std::printf("%-48s %9s %9s %9s %7s %9s %10s   %s\n", "case", "min M/s", "med M/s", "max M/s",
@@ -139,10 +150,16 @@ void print_group(const bench_group& g, const std::vector<std::vector<double>>& r
         // Paired ratios: run r of the subject against run r of the case, neighbours in time.
         std::vector<double> paired;
         for (std::size_t r = 0; r < rates[c].size() && r < rates[0].size(); ++r) {
-            paired.push_back(rates[0][r] / rates[c][r]);
+            paired.push_back(rates[0][r] / rates[c][r]);  // NaN where either run hung
         }
         const spread p = summarize(paired);
-        std::printf("   %5.2fx [%.2f..%.2f]\n", subject.median / s.median, p.min, p.max);
+        if (hung[c] == runs) {
+            std::printf("   - (hung in every run)\n");
+            continue;
+        }
+        std::printf("   %5.2fx [%.2f..%.2f]", subject.median / s.median, p.min, p.max);
+        if (hung[c] != 0) std::printf("   (hung in %d of %d runs, left out)", hung[c], runs);
+        std::printf("\n");
     }
     std::printf(
         "csv fields: group,case,min/s,median/s,max/s,evbus median ratio,reorders,peak depth\n");
@@ -188,10 +205,12 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
     }
     std::vector<std::vector<std::vector<double>>> rates(groups.size());
     std::vector<std::vector<std::uint64_t>> reorders(groups.size());
+    std::vector<std::vector<int>> hung(groups.size());
     std::vector<std::vector<std::optional<std::uint64_t>>> peaks(groups.size());
     for (std::size_t g = 0; g < groups.size(); ++g) {
         rates[g].resize(groups[g].cases.size());
         reorders[g].resize(groups[g].cases.size(), 0);
+        hung[g].resize(groups[g].cases.size(), 0);
         peaks[g].resize(groups[g].cases.size());
     }
     for (int r = 0; r < config.runs; ++r) {
@@ -203,7 +222,9 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
                 const std::size_t c = (k + static_cast<std::size_t>(r)) % n;
                 const run_result res = groups[g].cases[c].run_once(config);
                 ok = check_run(groups[g], c, res) && ok;
-                rates[g][c].push_back(res.events_per_s);
+                rates[g][c].push_back(res.hung ? std::numeric_limits<double>::quiet_NaN()
+                                               : res.events_per_s);
+                hung[g][c] += res.hung ? 1 : 0;
                 reorders[g][c] += res.order_violations;
                 if (res.peak_depth)
                     peaks[g][c] = std::max(peaks[g][c].value_or(0), *res.peak_depth);
@@ -212,7 +233,7 @@ bool run_groups(const std::vector<bench_group>& groups, const bench_config& conf
     }
     subject_medians.clear();
     for (std::size_t g = 0; g < groups.size(); ++g) {
-        print_group(groups[g], rates[g], reorders[g], peaks[g], config.runs);
+        print_group(groups[g], rates[g], reorders[g], hung[g], peaks[g], config.runs);
         subject_medians.push_back(summarize(rates[g][0]).median);
     }
     return ok;

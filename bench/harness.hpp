@@ -29,6 +29,12 @@ inline constexpr std::size_t queue_capacity = 4096;
 /// Capacity of the evbus ring in the "at moodycamel's depth" cases: 2^20 slots (128 MiB of
 /// 128-byte slots), about as many events as unbounded moodycamel holds at its peak here.
 inline constexpr std::size_t deep_ring_capacity = std::size_t{1} << 20;
+/// A ring-only run of a baseline whose push retries a failing try gives up when its consumer
+/// finds nothing for this long (run_result::hung; abandon() in queue_bench.cpp).
+/// Bounded moodycamel was seen here with its producer failing try_enqueue and its consumer
+/// finding the queue empty, both for good (cameron314/concurrentqueue issues 55 and 292
+/// report the like); that stopped a whole benchmark at its first round.
+inline constexpr std::chrono::seconds stall_limit{10};
 /// Producers of the ring-only cases report their progress every this many pushes (see
 /// run_result::peak_depth).
 inline constexpr std::uint64_t progress_step = 1024;
@@ -68,6 +74,9 @@ struct run_result {
     /// counted in steps of progress_step per producer), for cases that measure it: shows
     /// whether a queue kept to its bound or let producers run ahead of the consumer.
     std::optional<std::uint64_t> peak_depth;
+    /// No event arrived for stall_limit: the run was abandoned. It counts as invalid for the
+    /// subject; for a baseline it is reported and left out of the statistics.
+    bool hung = false;
 };
 
 /// One case: runs once and reports events/s.
@@ -82,7 +91,7 @@ struct bench_group {
     std::vector<bench_case> cases;  ///< cases[0] is the subject (evbus)
 };
 
-/// min / median / max of a sample.
+/// min / median / max of a sample; NaN entries (runs that hung) are left out.
 struct spread {
     double min = 0;
     double median = 0;

@@ -19,6 +19,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -39,7 +40,27 @@ namespace evbus_bench {
 namespace {
 
 // Each adapter offers: a per-producer handle, push(handle, payload), a consumer handle,
-// consume(handle, f, max) -> count, and idle(handle) when consume found nothing.
+// consume(handle, f, max) -> count, and idle(handle) when consume found nothing. Adapters
+// whose push retries a failing try also offer abandon(): from then on a push that fails
+// once gives up, so a run that hung (stall_limit) can end.
+
+// The abandon() flag of those adapters.
+class abandonable {
+public:
+    void abandon() noexcept {
+        // Relaxed: a stop request with nothing to publish; a producer sees it within a few
+        // retries, which is all a hung run needs.
+        abandoned_.store(true, std::memory_order_relaxed);
+    }
+
+protected:
+    [[nodiscard]] bool abandoned() const noexcept {
+        return abandoned_.load(std::memory_order_relaxed);  // see abandon()
+    }
+
+private:
+    std::atomic<bool> abandoned_{false};
+};
 
 template <std::size_t Capacity>
 class evbus_ring_adapter {
@@ -65,7 +86,7 @@ private:
 // Bounded: try_enqueue() never allocates past the capacity given to the constructor, so
 // producers wait when it is full. Unbounded: enqueue() allocates more blocks instead.
 template <bool Bounded>
-class moodycamel_adapter {
+class moodycamel_adapter : public abandonable {
 public:
     struct producer {
         moodycamel::ProducerToken token;
@@ -88,9 +109,10 @@ public:
     void push(producer& p, payload64&& v) {
         backoff wait;
         if constexpr (Bounded) {
-            while (!queue_.try_enqueue(p.token, std::move(v))) wait.wait();
+            while (!queue_.try_enqueue(p.token, std::move(v)) && !abandoned()) wait.wait();
         } else {
-            while (!queue_.enqueue(p.token, std::move(v))) wait.wait();  // false: out of memory
+            // false: out of memory.
+            while (!queue_.enqueue(p.token, std::move(v)) && !abandoned()) wait.wait();
         }
     }
     template <class F>
@@ -119,7 +141,7 @@ std::size_t pop_up_to(Queue& q, F&& f, std::size_t max) {
     return n;
 }
 
-class atomic_queue_adapter {
+class atomic_queue_adapter : public abandonable {
 public:
     struct producer {};
     struct consumer {
@@ -130,7 +152,7 @@ public:
     consumer make_consumer() { return {}; }
     void push(producer&, payload64&& v) {
         backoff wait;
-        while (!queue_->try_push(std::move(v))) wait.wait();
+        while (!queue_->try_push(std::move(v)) && !abandoned()) wait.wait();
     }
     template <class F>
     std::size_t consume(consumer& c, F&& f, std::size_t max) {
@@ -146,7 +168,7 @@ private:
         std::make_unique<atomic_queue::AtomicQueue2<payload64, queue_capacity>>();
 };
 
-class boost_lockfree_adapter {
+class boost_lockfree_adapter : public abandonable {
 public:
     struct producer {};
     struct consumer {
@@ -157,7 +179,8 @@ public:
     consumer make_consumer() { return {}; }
     void push(producer&, payload64&& v) {
         backoff wait;
-        while (!queue_.push(v)) wait.wait();  // fixed-size: false when full, never allocates
+        // Fixed-size: false when full, never allocates.
+        while (!queue_.push(v) && !abandoned()) wait.wait();
     }
     template <class F>
     std::size_t consume(consumer& c, F&& f, std::size_t max) {
@@ -289,18 +312,43 @@ run_result run_queue(std::size_t producers, const bench_config& config) {
     const auto t0 = bench_clock::now();
     std::uint64_t received = 0;
     const std::size_t batch = config.batch;
+    bool hung = false;
+    std::uint64_t idle_rounds = 0;
+    bench_clock::time_point empty_since{};
     while (received < total) {
         const std::size_t n = queue->consume(
             handle, [&check](payload64& v) { check.see(v); }, batch);
         peak_depth = std::max(peak_depth, depth(received));
         received += n;
-        if (n == 0) queue->idle(handle);
+        if (n != 0) {
+            idle_rounds = 0;
+            continue;
+        }
+        // Only adapters that can give up look for a stall; the clock is read every 4,096th
+        // empty look, so a waiting consumer keeps its baseline's own back-off.
+        if constexpr (std::is_base_of_v<abandonable, Adapter>) {
+            if (++idle_rounds % 4096 == 1) {
+                const auto now = bench_clock::now();
+                if (idle_rounds == 1) {
+                    empty_since = now;
+                } else if (now - empty_since > stall_limit) {
+                    queue->abandon();
+                    hung = true;
+                    break;
+                }
+            }
+        }
+        queue->idle(handle);
     }
     const auto t1 = bench_clock::now();
     for (auto& t : threads) t.join();
     if (pinned) unpin_thread();
-    return run_result{static_cast<double>(total) / seconds_between(t0, t1), total, received,
-                      check.violations(), peak_depth};
+    return run_result{static_cast<double>(total) / seconds_between(t0, t1),
+                      total,
+                      received,
+                      check.violations(),
+                      peak_depth,
+                      hung};
 }
 
 using queue_run = run_result (*)(std::size_t, const bench_config&);
