@@ -230,7 +230,9 @@ bool shard_runtime::call_once(const dispatch_entry& entry, subscription_stats& s
     const bool bounded = timeout.count() > 0;
     if (token_.stop_requested()) renew_stop_token();
 
-    const auto start = tick_;  // see "Clock" at run()
+    if (bounded) restart_clock();  // a deadline starts at a steady_clock reading
+    const auto start = tick_;      // see "Clock" at run()
+    const std::uint64_t start_cycles = cycles_;
     const auto deadline = bounded ? start + timeout : std::chrono::steady_clock::time_point::max();
     begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);
     handler_result result = handler_result::ok();
@@ -244,10 +246,18 @@ bool shard_runtime::call_once(const dispatch_entry& entry, subscription_stats& s
             thrown = std::current_exception();
         }
     }
-    const auto end = std::chrono::steady_clock::now();
+    const std::uint64_t end_cycles = clock_.now();
+    std::chrono::nanoseconds took = clock_.between(start_cycles, end_cycles);
+    auto end = start + took;
+    if (bounded || took >= cycle_clock::resync_after) {
+        // A deadline to check, or a call long enough for the counter's rate error to show.
+        end = std::chrono::steady_clock::now();
+        took = end - start;
+    }
     tick_ = end;
+    cycles_ = end_cycles;
     end_call(bounded);
-    stats.latency.record(end - start);
+    stats.latency.record(took);
 
     const bool overran = bounded && end > deadline;
     if (!thrown && result.succeeded() && !overran) return true;

@@ -56,6 +56,7 @@
 #include <thread>
 #include <vector>
 
+#include <evbus/detail/cycle_clock.hpp>
 #include <evbus/detail/registry.hpp>
 #include <evbus/engine_types.hpp>
 #include <evbus/error_sink.hpp>
@@ -144,7 +145,10 @@ public:
     /// Clock: a call starts at the worker's last clock reading (the end of the previous call,
     /// or restart_clock(), which the idle loop calls between its looks at the ring), so each
     /// call costs one clock read; its measured latency thus includes the few dispatch steps
-    /// since that reading (after an idle wait: one look at the ring).
+    /// since that reading (after an idle wait: one look at the ring). That read is the
+    /// cycle_clock (detail/cycle_clock.hpp), whose duration extends the steady_clock reading
+    /// of the call's start; a call with a timeout reads steady_clock before and after itself,
+    /// and so does one longer than cycle_clock::resync_after after it.
     /// Never throws on behalf of the handler (anything it throws is caught); may throw
     /// std::bad_alloc while describing a failure. Worker only.
     run_result run(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
@@ -177,8 +181,12 @@ public:
     }
 
     /// Restarts the worker's chained clock (see run()): call before a batch, and after
-    /// anything slow that is not a handler call. Worker only. One clock read.
-    void restart_clock() noexcept { tick_ = std::chrono::steady_clock::now(); }
+    /// anything slow that is not a handler call. Worker only. A steady_clock and a
+    /// cycle_clock read.
+    void restart_clock() noexcept {
+        tick_ = std::chrono::steady_clock::now();
+        cycles_ = clock_.now();
+    }
 
     // handled, dead_lettered and parked: the worker-written counters, declared last (below).
 
@@ -219,8 +227,10 @@ private:
     std::stop_source source_;
     std::map<std::string, std::unique_ptr<subscription_stats>, std::less<>> stats_;
 
-    // Worker only.
+    // Worker only. tick_ and cycles_: the same moment on both clocks (see run()).
     std::chrono::steady_clock::time_point tick_{};
+    std::uint64_t cycles_ = 0;
+    const cycle_clock clock_ = cycle_clock::calibrated();
     std::uint64_t version_ = 0;
     std::vector<std::vector<subscription_stats*>> stats_rows_;
     std::stop_token token_;
