@@ -182,6 +182,12 @@ inline std::int64_t wait_for_send_time(std::int64_t start_ns, double interval_ns
 /// backlog of thousands of late events that said nothing about the steady state).
 inline constexpr std::uint64_t latency_warmup = 100'000;
 
+/// The seq that event `i` of a latency run of `events` measured events carries: warm-up events
+/// get one past the latency table (not recorded), the measured ones 0 .. events - 1.
+inline std::uint64_t latency_seq(std::uint64_t i, std::uint64_t events) noexcept {
+    return i < latency_warmup ? events + i : i - latency_warmup;
+}
+
 /// Post-to-handler latency of one paced run, and how often the scheduler took the CPU away
 /// from each side during it (involuntary context switches): on a machine with no spare
 /// core, a preempted consumer leaves every event behind it waiting a time slice.

@@ -253,6 +253,9 @@ latency_stats measure_latency(double rate_per_s, std::uint64_t events) {
     auto sub = bus.subscribe("bench.latency", latency_handler{&latencies});
     const auto before = thread_cpu_ns();
     evbus::engine<bench_events> engine(bus, engine_options_for(1));
+    // Listed once the worker has run (a drain passed it): a list taken right after the
+    // constructor once missed one of an engine's threads.
+    engine.drain();
     const std::vector<long> engine_threads = threads_since(before);
     const auto schedule = make_schedule(events, 99);
     const double interval_ns = 1e9 / rate_per_s;
@@ -264,9 +267,7 @@ latency_stats measure_latency(double rate_per_s, std::uint64_t events) {
     for (std::uint64_t i = 0; i < latency_warmup + events; ++i) {
         const std::int64_t t = wait_for_send_time(start, interval_ns, i);
         if (i == latency_warmup) measured_from = t;
-        // Warm-up events carry a seq past the table, which the handler does not record.
-        const std::uint64_t seq = i < latency_warmup ? events + i : i - latency_warmup;
-        post_one(engine, schedule[i % events], seq, t);
+        post_one(engine, schedule[i % events], latency_seq(i, events), t);
     }
     engine.drain();
     const double elapsed = static_cast<double>(now_ns() - measured_from) / 1e9;
@@ -349,6 +350,7 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
         for (std::uint64_t i = 0; i < schedule.size(); ++i) post_one(engine, schedule[i], i, 0);
         engine.drain();
         std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let workers go idle
+        const std::vector<long> engine_threads = threads_since(before_threads);
         const auto a = thread_cpu_ns();
         const auto idle_for =
             config.smoke ? std::chrono::milliseconds(200) : std::chrono::milliseconds(2000);
@@ -358,16 +360,16 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
         const auto b = thread_cpu_ns();
         std::printf("\n== idle CPU, engine with 2 shards, %.1f s without posts ==\n",
                     wall_ns / 1e9);
-        const long main_tid = static_cast<long>(gettid());
-        for (const auto& [tid, ns_b] : b) {
-            if (tid == main_tid) continue;
-            bool existed_before = false;
-            for (const auto& [t, ns] : before_threads) existed_before |= (t == tid);
-            if (existed_before) continue;  // not an engine thread
-            std::uint64_t ns_a = 0;
-            for (const auto& [t, ns] : a) {
-                if (t == tid) ns_a = ns;
+        const auto cpu_ns = [](const auto& sample, long tid) {
+            std::uint64_t n = 0;
+            for (const auto& [t, ns] : sample) {
+                if (t == tid) n = ns;
             }
+            return n;
+        };
+        for (const long tid : engine_threads) {
+            const std::uint64_t ns_a = cpu_ns(a, tid);
+            const std::uint64_t ns_b = cpu_ns(b, tid);
             std::printf("engine thread %ld: %.3f%% CPU\n", tid,
                         100.0 * static_cast<double>(ns_b - ns_a) / wall_ns);
             std::printf("csv,idle_cpu,%ld,%.4f (fields: tid,percent)\n", tid,

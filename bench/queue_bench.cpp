@@ -500,8 +500,7 @@ latency_stats moodycamel_latency(double rate_per_s, std::uint64_t events) {
     for (std::uint64_t i = 0; i < latency_warmup + events; ++i) {
         const std::int64_t t = wait_for_send_time(t0, interval_ns, i);
         if (i == latency_warmup) measured_from = t;
-        // As in the engine's run: warm-up events carry a seq past the table.
-        payload64 p = make_payload(0, i < latency_warmup ? events + i : i - latency_warmup);
+        payload64 p = make_payload(0, latency_seq(i, events));
         p.body[1] = static_cast<std::uint64_t>(t);
         queue.push(handle, std::move(p));
     }
