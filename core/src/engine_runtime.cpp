@@ -230,8 +230,7 @@ bool shard_runtime::call_once(const dispatch_entry& entry, subscription_stats& s
     const bool bounded = timeout.count() > 0;
     if (token_.stop_requested()) renew_stop_token();
 
-    if (bounded) restart_clock();  // a deadline starts at a steady_clock reading
-    const auto start = tick_;      // see "Clock" at run()
+    const auto start = tick_;  // see "Clock" at run()
     const std::uint64_t start_cycles = cycles_;
     const auto deadline = bounded ? start + timeout : std::chrono::steady_clock::time_point::max();
     begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);

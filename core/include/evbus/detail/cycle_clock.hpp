@@ -10,9 +10,9 @@
 // elsewhere it reads steady_clock itself.
 //
 // Only durations come from it, and only short ones: the worker reads steady_clock again
-// after any call longer than resync_after, before and after every call with a timeout,
-// and at every batch and idle look (shard_runtime::restart_clock), so a conversion error
-// never accumulates past one batch of short calls.
+// after any call longer than resync_after or with a timeout, and at every batch and idle
+// look (shard_runtime::restart_clock), so a conversion error never accumulates past one
+// batch of short calls.
 //
 // Thread-safety: calibrated() is thread-safe (its first caller measures, the others wait
 // for it); a cycle_clock is an immutable value.

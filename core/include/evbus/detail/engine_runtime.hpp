@@ -147,8 +147,8 @@ public:
     /// call costs one clock read; its measured latency thus includes the few dispatch steps
     /// since that reading (after an idle wait: one look at the ring). That read is the
     /// cycle_clock (detail/cycle_clock.hpp), whose duration extends the steady_clock reading
-    /// of the call's start; a call with a timeout reads steady_clock before and after itself,
-    /// and so does one longer than cycle_clock::resync_after after it.
+    /// of the call's start; a call with a timeout, or one longer than
+    /// cycle_clock::resync_after, reads steady_clock after itself.
     /// Never throws on behalf of the handler (anything it throws is caught); may throw
     /// std::bad_alloc while describing a failure. Worker only.
     run_result run(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
