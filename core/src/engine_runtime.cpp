@@ -40,12 +40,6 @@ std::string duration_text(std::chrono::nanoseconds d) {
     return std::to_string(ns) + " ns";
 }
 
-std::int64_t to_ns(std::chrono::steady_clock::time_point t) noexcept {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-constexpr std::int64_t no_deadline = INT64_MAX;
-
 thread_local const detail::shard_runtime* t_worker = nullptr;
 
 std::uint64_t splitmix64(std::uint64_t& state) noexcept {
@@ -85,7 +79,10 @@ namespace detail {
 // ---- shard_runtime -----------------------------------------------------------------------
 
 shard_runtime::shard_runtime(engine_runtime& engine, std::size_t index)
-    : engine_(engine), index_(index), token_(source_.get_token()) {
+    : engine_(engine),
+      index_(index),
+      registry_(engine.table_source()),
+      token_(source_.get_token()) {
     std::uint64_t seed = engine.settings().seed;
     if (seed == 0) {
         std::random_device rd;
@@ -117,11 +114,10 @@ void shard_runtime::leave_post() noexcept {
     if (before == 1 && !engine_.accepting()) engine_.producers_gone();
 }
 
-const dispatch_table& shard_runtime::table() {
-    const std::uint64_t v = engine_.table_source().version();
-    if (table_ && v == version_) return *table_;
+const dispatch_table& shard_runtime::reload_table() {
+    const std::uint64_t v = registry_.version();
     // The snapshot may be newer than `v`; then the next call reloads once more, harmlessly.
-    std::shared_ptr<const dispatch_table> next = engine_.table_source().snapshot();
+    std::shared_ptr<const dispatch_table> next = registry_.snapshot();
     std::vector<std::vector<subscription_stats*>> rows(next->rows.size());
     for (std::size_t r = 0; r < next->rows.size(); ++r) {
         rows[r].reserve(next->rows[r].size());
@@ -154,37 +150,6 @@ void shard_runtime::renew_stop_token() {
     if (engine_.aborting()) return;  // the engine is stopping: keep the request visible
     source_ = std::stop_source();
     token_ = source_.get_token();
-}
-
-void shard_runtime::begin_call(const subscription_state& sub, const metadata& meta,
-                               std::int64_t start_ns, std::int64_t deadline_ns) noexcept {
-    // Relaxed: only this thread writes the generation.
-    const std::uint64_t g = call_generation_.load(std::memory_order_relaxed);
-    // [R2] release, each: a reader whose acquire load [A2] sees one of these values also
-    // sees the end_call() store before it (see "Memory ordering" in the header).
-    call_started_ns_.store(start_ns, std::memory_order_release);
-    call_deadline_ns_.store(deadline_ns, std::memory_order_release);
-    call_sub_.store(&sub, std::memory_order_release);
-    call_id_high_.store(meta.id.high(), std::memory_order_release);
-    call_id_low_.store(meta.id.low(), std::memory_order_release);
-    call_name_data_.store(meta.event_name.data(), std::memory_order_release);
-    call_name_size_.store(meta.event_name.size(), std::memory_order_release);
-    // [R1] publishes the fields; pairs with [A1] in read_call().
-    call_generation_.store(g + 1, std::memory_order_release);
-}
-
-void shard_runtime::end_call(bool bounded) noexcept {
-    const std::uint64_t g = call_generation_.load(std::memory_order_relaxed);  // own writes
-    if (bounded) {
-        // Under the mutex: the watchdog requests a stop only while it holds it and sees
-        // this call running, so its request can never land on the next call.
-        const std::lock_guard lock(mutex_);
-        // Relaxed: the next begin_call()'s release stores [R2] order it for readers that
-        // see them; the mutex orders it for the watchdog.
-        call_generation_.store(g + 1, std::memory_order_relaxed);
-    } else {
-        call_generation_.store(g + 1, std::memory_order_relaxed);  // as above
-    }
 }
 
 bool shard_runtime::read_call(call_snapshot& out) const noexcept {
@@ -222,111 +187,57 @@ std::string shard_runtime::name_of(const subscription_state* sub) const {
     return "(unknown subscription)";
 }
 
-bool shard_runtime::call_once(const dispatch_entry& entry, subscription_stats& stats,
-                              const void* payload, metadata& meta, std::string& error,
-                              bool& retryable) {
-    subscription_state& sub = *entry.sub;
-    const std::chrono::nanoseconds timeout = sub.options.timeout;
-    const bool bounded = timeout.count() > 0;
-    if (token_.stop_requested()) renew_stop_token();
-
-    const auto start = tick_;  // see "Clock" at run()
-    const std::uint64_t start_cycles = cycles_;
-    const auto deadline = bounded ? start + timeout : std::chrono::steady_clock::time_point::max();
-    begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);
-    handler_result result = handler_result::ok();
-    std::exception_ptr thrown;
-    {
-        const frame_guard frame(meta, &sub);
-        handler_context ctx(meta, sub.name, deadline, token_);
-        try {
-            result = entry.invoke(sub.handler, payload, ctx);
-        } catch (...) {
-            thrown = std::current_exception();
-        }
-    }
-    const std::uint64_t end_cycles = clock_.now();
-    std::chrono::nanoseconds took = clock_.between(start_cycles, end_cycles);
-    auto end = start + took;
-    if (bounded || took >= cycle_clock::resync_after) {
-        // A deadline to check, or a call long enough for the counter's rate error to show.
-        end = std::chrono::steady_clock::now();
-        took = end - start;
-    }
-    tick_ = end;
-    cycles_ = end_cycles;
-    end_call(bounded);
-    stats.latency.record(took);
-
-    const bool overran = bounded && end > deadline;
-    if (!thrown && result.succeeded() && !overran) return true;
-
+void shard_runtime::note_failure(const subscription_state& sub, subscription_stats& stats,
+                                 const metadata& meta, const std::exception_ptr& thrown,
+                                 const handler_result& result,
+                                 std::chrono::nanoseconds overran_after) {
+    std::string& error = failure_.error;
     if (thrown) {
         error = describe_exception(thrown);
-        retryable = is_retryable(thrown, sub.options.retry);
+        retryable_ = is_retryable(thrown, sub.options.retry);
     } else if (!result.succeeded()) {
         const bool transient = result.outcome() == handler_result::kind::retry;
         error = result.reason().empty()
                     ? std::string(transient ? "handler_result::retry" : "handler_result::fail")
                     : result.reason();
-        retryable = transient;
+        retryable_ = transient;
     } else {
-        retryable = true;  // it did its work, but too late: an overrun is worth another try
+        error.clear();      // it may hold an earlier attempt's text
+        retryable_ = true;  // it did its work, but too late: an overrun is worth another try
     }
-    if (overran) {
-        std::string text = "evbus: timeout: the call took " + duration_text(end - start) +
-                           ", its budget is " + duration_text(timeout);
+    if (overran_after.count() > 0) {
+        std::string text = "evbus: timeout: the call took " + duration_text(overran_after) +
+                           ", its budget is " + duration_text(sub.options.timeout);
         if (!error.empty()) text += "; " + error;
         error = std::move(text);
     }
-    return false;
+    const auto now = std::chrono::system_clock::now();
+    if (meta.attempt == 1) failure_.first = now;
+    failure_.last = now;
+    bump(stats.failed);
+    bump(failed_);
+    engine_.report(meta, sub.name, error, meta.attempt);
 }
 
-run_result shard_runtime::run(const dispatch_entry& entry, subscription_stats& stats,
-                              const void* payload, metadata& meta) {
-    subscription_state& sub = *entry.sub;
-    const retry_policy& policy = sub.options.retry;
-    run_result r;
-    for (std::uint32_t attempt = 1;; ++attempt) {
-        {
-            // A guard per attempt, so unsubscribing never waits for a retry's sleep.
-            const call_guard guard(sub);
-            if (!guard.entered()) {
-                r.outcome = run_result::kind::skipped;
-                return r;
-            }
-            // Written only when it changes: `meta` lives in the ring slot, and a store would
-            // pull the slot's line over from the producer's core and send it back modified.
-            // prepare() stamped attempt 1 already.
-            if (meta.attempt != attempt) meta.attempt = attempt;
-            r.attempts = attempt;
-            std::string error;
-            bool retryable = false;
-            if (call_once(entry, stats, payload, meta, error, retryable)) {
-                bump(stats.handled);
-                r.outcome = run_result::kind::succeeded;
-                r.error.clear();
-                return r;
-            }
-            const auto now = std::chrono::system_clock::now();
-            if (attempt == 1) r.first_failure = now;
-            r.last_failure = now;
-            bump(stats.failed);
-            bump(failed_);
-            engine_.report(meta, sub.name, error, attempt);
-            r.error = std::move(error);
-            if (!retryable || attempt >= policy.max_attempts) {
-                r.outcome = run_result::kind::failed;
-                return r;
-            }
-        }
-        if (!engine_.sleep_for_retry(backoff_delay(policy, attempt + 1, next_unit()))) {
-            r.outcome = run_result::kind::interrupted;
-            return r;
+run_result shard_runtime::retry(const dispatch_entry& entry, subscription_stats& stats,
+                                const void* payload, metadata& meta) {
+    const retry_policy& policy = entry.sub->options.retry;
+    for (std::uint32_t n = 2;; ++n) {  // attempt n - 1 failed
+        if (!retryable_ || n > policy.max_attempts) return {run_result::kind::failed, n - 1};
+        if (!engine_.sleep_for_retry(backoff_delay(policy, n, next_unit()))) {
+            return {run_result::kind::interrupted, n - 1};
         }
         bump(stats.retried);
         bump(retried_);
         restart_clock();  // the sleep is not the next call's time
+        switch (attempt(entry, stats, payload, meta, n)) {
+            case attempt_outcome::succeeded:
+                return {run_result::kind::succeeded, n};
+            case attempt_outcome::skipped:
+                return {run_result::kind::skipped, n - 1};
+            case attempt_outcome::failed:
+                break;
+        }
     }
 }
 

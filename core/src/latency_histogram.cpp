@@ -1,17 +1,6 @@
 #include <evbus/latency_histogram.hpp>
 
-#include <bit>
-
 namespace evbus {
-
-std::size_t latency_histogram::bucket_of(std::uint64_t ns) noexcept {
-    if (ns < sub_buckets) return static_cast<std::size_t>(ns);
-    const unsigned e = 63U - static_cast<unsigned>(std::countl_zero(ns));  // >= sub_bucket_bits
-    const unsigned shift = e - sub_bucket_bits;
-    const std::uint64_t sub = (ns >> shift) & (sub_buckets - 1);
-    return sub_buckets + static_cast<std::size_t>(shift) * sub_buckets +
-           static_cast<std::size_t>(sub);
-}
 
 std::uint64_t latency_histogram::bucket_lower(std::size_t b) noexcept {
     if (b < sub_buckets) return b;

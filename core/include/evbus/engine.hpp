@@ -658,10 +658,11 @@ private:
         }
 
         static void add_outcome(detail::delivery_extras* x, const std::string& sub,
-                                delivery_status status, std::uint32_t attempts, std::string error) {
+                                delivery_status status, std::uint32_t attempts,
+                                std::string_view error) {
             if (x == nullptr || !x->tracked) return;
             x->report.outcomes.push_back(
-                subscription_outcome{sub, status, attempts, std::move(error)});
+                subscription_outcome{sub, status, attempts, std::string(error)});
         }
 
         void finish_report(slot& d) noexcept {
@@ -735,8 +736,20 @@ private:
         run_kind deliver_one(const V& event, const void* payload, metadata& meta,
                              const detail::dispatch_entry& entry, detail::subscription_stats& stats,
                              detail::delivery_extras* x) {
+            const detail::run_result r = run(entry, stats, payload, meta);
+            // The usual case, with nothing to settle, stays short enough to be inlined.
+            if (r.outcome != run_kind::succeeded || observed_ || x != nullptr) {
+                settle(event, meta, entry, stats, x, r);
+            }
+            return r.outcome;
+        }
+
+        // deliver_one()'s outcomes other than a plain success.
+        template <class V>
+        void settle(const V& event, metadata& meta, const detail::dispatch_entry& entry,
+                    detail::subscription_stats& stats, detail::delivery_extras* x,
+                    const detail::run_result& r) {
             const detail::subscription_state& sub = *entry.sub;
-            detail::run_result r = run(entry, stats, payload, meta);
             switch (r.outcome) {
                 case run_kind::skipped:
                     break;
@@ -753,19 +766,18 @@ private:
                     const std::uint64_t id = dead_letter_of(event, meta, sub, stats, r, parks);
                     if (parks && id != 0) park_head(sub.name, meta.key.view(), id, true);
                     runtime().observe(meta, sub.name, delivery_status::dead_lettered, r.attempts,
-                                      r.error, id);
+                                      failure().error, id);
                     add_outcome(x, sub.name, delivery_status::dead_lettered, r.attempts,
-                                std::move(r.error));
+                                failure().error);
                     restart_clock();  // the store's time is not the next call's
                     break;
                 }
                 case run_kind::interrupted:
-                    add_outcome(
-                        x, sub.name, delivery_status::not_run, r.attempts,
-                        "the engine stopped while it waited to retry; last error: " + r.error);
+                    add_outcome(x, sub.name, delivery_status::not_run, r.attempts,
+                                "the engine stopped while it waited to retry; last error: " +
+                                    failure().error);
                     break;
             }
-            return r.outcome;
         }
 
         template <class V>
@@ -778,9 +790,9 @@ private:
             l.meta = meta;
             l.subscription = sub.name;
             l.attempts = r.attempts;
-            l.last_error = r.error;
-            l.first_failure = r.first_failure;
-            l.last_failure = r.last_failure;
+            l.last_error = failure().error;
+            l.first_failure = failure().first;
+            l.last_failure = failure().last;
             l.parks_key = parks;
             std::uint64_t id = 0;
             try {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -94,6 +95,39 @@ TEST_CASE("timeout: a handler that always overruns ends in the dead letters", "[
     REQUIRE(letters.size() == 1);
     CHECK(letters[0].attempts == 2);
     CHECK_THAT(letters[0].last_error, Catch::Contains("timeout"));
+}
+
+TEST_CASE("timeout: an overrun after a thrown attempt reports only its own error",
+          "[engine][timeout]") {
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    test_bus bus({sink});
+    std::atomic<int> calls{0};
+    evbus::subscribe_options o;
+    o.timeout = 5ms;
+    o.retry.max_attempts = 2;
+    o.retry.initial_delay = 1ms;
+    auto sub = bus.subscribe(
+        "throws-then-overruns",
+        [&](const step&, evbus::handler_context& ctx) {
+            if (++calls == 1) throw std::runtime_error("first attempt failed");
+            (void)wait_for_stop(ctx);
+        },
+        o);
+    test_engine engine(bus, {.shards = 1, .watchdog_interval = 2ms});
+    engine.post(step{"k", 1});
+    engine.drain();
+
+    const auto records = sink->records();
+    REQUIRE(records.size() == 2);
+    CHECK_THAT(records[0].error, Catch::Contains("first attempt failed"));
+    CHECK_THAT(records[1].error,
+               Catch::Contains("timeout") && !Catch::Contains("first attempt failed"));
+    const auto letters = engine.dead_letters().list();
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].attempts == 2);
+    CHECK(letters[0].last_error == records[1].error);
+    CHECK(letters[0].first_failure.time_since_epoch().count() > 0);
+    CHECK(letters[0].first_failure <= letters[0].last_failure);
 }
 
 TEST_CASE("watchdog: health() reports a shard stuck past the hard limit", "[engine][watchdog]") {

@@ -47,6 +47,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,9 +58,11 @@
 #include <vector>
 
 #include <evbus/detail/cycle_clock.hpp>
+#include <evbus/detail/dispatch_context.hpp>
 #include <evbus/detail/registry.hpp>
 #include <evbus/engine_types.hpp>
 #include <evbus/error_sink.hpp>
+#include <evbus/handler.hpp>
 #include <evbus/latency_histogram.hpp>
 #include <evbus/metadata.hpp>
 
@@ -91,7 +94,8 @@ struct subscription_stats {
     latency_histogram latency;
 };
 
-/// What calling one subscription for one event came to, retries included.
+/// What calling one subscription for one event came to, retries included. How the attempts
+/// failed is in shard_runtime::failure(), so a success builds no string.
 struct run_result {
     enum class kind : std::uint8_t {
         succeeded,
@@ -101,10 +105,22 @@ struct run_result {
     };
     kind outcome = kind::skipped;
     std::uint32_t attempts = 0;
-    std::string error;
-    std::chrono::system_clock::time_point first_failure{};
-    std::chrono::system_clock::time_point last_failure{};
 };
+
+/// How the attempts of a run that did not succeed failed.
+struct failure_detail {
+    std::string error;  ///< the last failed attempt's error
+    std::chrono::system_clock::time_point first{};
+    std::chrono::system_clock::time_point last{};
+};
+
+/// A steady_clock time in nanoseconds since the clock's epoch, as the call record keeps it.
+inline std::int64_t to_ns(std::chrono::steady_clock::time_point t) noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+/// The call record's deadline of a call without a timeout.
+inline constexpr std::int64_t no_deadline = INT64_MAX;
 
 /// A drain in progress: how many shards still have to reach its marker. Guarded by the
 /// engine_runtime's drain mutex; lives on the draining thread's stack until every marker
@@ -133,8 +149,11 @@ public:
     void enter_worker_thread() noexcept;
 
     /// The dispatch table, reloaded only when the registry changed (then the statistics rows
-    /// are rebuilt, which allocates). Worker only.
-    const dispatch_table& table();
+    /// are rebuilt, which allocates). Worker only. Inline: the worker asks for every event.
+    const dispatch_table& table() {
+        if (table_ && registry_.version() == version_) return *table_;
+        return reload_table();
+    }
     /// Statistics aligned with table().rows[index]. Worker only, after table().
     [[nodiscard]] const std::vector<subscription_stats*>& stats_row(std::size_t index) const {
         return stats_rows_[index];
@@ -151,8 +170,24 @@ public:
     /// cycle_clock::resync_after, reads steady_clock after itself.
     /// Never throws on behalf of the handler (anything it throws is caught); may throw
     /// std::bad_alloc while describing a failure. Worker only.
+    /// The first attempt, which usually succeeds, is inline and builds nothing on the heap
+    /// or in a string; what follows a failed one (describing it, reporting it, backing off,
+    /// retrying) is out of line in retry().
     run_result run(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
-                   metadata& meta);
+                   metadata& meta) {
+        switch (attempt(entry, stats, payload, meta, 1)) {
+            case attempt_outcome::succeeded:
+                return {run_result::kind::succeeded, 1};
+            case attempt_outcome::skipped:
+                return {run_result::kind::skipped, 0};
+            case attempt_outcome::failed:
+                break;
+        }
+        return retry(entry, stats, payload, meta);
+    }
+
+    /// How the last run() that did not succeed failed. Worker only; valid until the next run().
+    [[nodiscard]] const failure_detail& failure() const noexcept { return failure_; }
 
     /// Records an event cut off by stop()'s deadline: kept for the stop report and sent to
     /// the error sink. Worker only.
@@ -202,11 +237,119 @@ private:
         std::string_view event_name;
     };
 
+    enum class attempt_outcome : std::uint8_t { succeeded, failed, skipped };
+
+    // Attempt `n` of `entry` for one event, under the subscription's in-flight guard (one per
+    // attempt, so unsubscribing never waits for a retry's sleep).
+    attempt_outcome attempt(const dispatch_entry& entry, subscription_stats& stats,
+                            const void* payload, metadata& meta, std::uint32_t n) {
+        const call_guard guard(*entry.sub);
+        if (!guard.entered()) return attempt_outcome::skipped;
+        // Written only when it changes: `meta` lives in the ring slot, and a store would
+        // pull the slot's line over from the producer's core and send it back modified.
+        // prepare() stamped attempt 1 already.
+        if (meta.attempt != n) meta.attempt = n;
+        if (!call_once(entry, stats, payload, meta)) return attempt_outcome::failed;
+        bump(stats.handled);
+        return attempt_outcome::succeeded;
+    }
+
+    // Calls the handler once, timed (see "Clock" at run()); false when it failed, which
+    // note_failure() then described and reported.
     bool call_once(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
-                   metadata& meta, std::string& error, bool& retryable);
+                   metadata& meta) {
+        const subscription_state& sub = *entry.sub;
+        const std::chrono::nanoseconds timeout = sub.options.timeout;
+        const bool bounded = timeout.count() > 0;
+        if (token_.stop_requested()) renew_stop_token();
+
+        const auto start = tick_;
+        const std::uint64_t start_cycles = cycles_;
+        const auto deadline =
+            bounded ? start + timeout : std::chrono::steady_clock::time_point::max();
+        begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);
+        std::exception_ptr thrown;
+        const handler_result result = invoke_caught(entry, payload, meta, deadline, thrown);
+        const std::uint64_t end_cycles = clock_.now();
+        std::chrono::nanoseconds took = clock_.between(start_cycles, end_cycles);
+        auto end = start + took;
+        if (bounded || took >= cycle_clock::resync_after) {
+            // A deadline to check, or a call long enough for the counter's rate error to show.
+            end = std::chrono::steady_clock::now();
+            took = end - start;
+        }
+        tick_ = end;
+        cycles_ = end_cycles;
+        end_call(bounded);
+        stats.latency.record(took);
+
+        const bool overran = bounded && end > deadline;
+        if (!thrown && result.succeeded() && !overran) return true;
+        note_failure(sub, stats, meta, thrown, result,
+                     overran ? took : std::chrono::nanoseconds{0});
+        return false;
+    }
+
+    // Calls the handler in its frame and context and returns its result, built in place;
+    // anything it throws lands in `thrown`, and the result then says ok.
+    handler_result invoke_caught(const dispatch_entry& entry, const void* payload,
+                                 const metadata& meta,
+                                 std::chrono::steady_clock::time_point deadline,
+                                 std::exception_ptr& thrown) const noexcept {
+        const frame_guard frame(meta, entry.sub);
+        handler_context ctx(meta, entry.sub->name, deadline, token_);
+        try {
+            return entry.invoke(entry.sub->handler, payload, ctx);
+        } catch (...) {
+            thrown = std::current_exception();
+            return handler_result::ok();
+        }
+    }
+
+    // A failed attempt (meta.attempt says which): describes it into failure_ (an overrun by
+    // `overran_after`, when that is not zero), decides retryable_, counts it and reports it.
+    void note_failure(const subscription_state& sub, subscription_stats& stats,
+                      const metadata& meta, const std::exception_ptr& thrown,
+                      const handler_result& result, std::chrono::nanoseconds overran_after);
+    // What follows a failed first attempt: backoff and further attempts while the error is
+    // retryable and the policy allows.
+    run_result retry(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
+                     metadata& meta);
+
     void begin_call(const subscription_state& sub, const metadata& meta, std::int64_t start_ns,
-                    std::int64_t deadline_ns) noexcept;
-    void end_call(bool bounded) noexcept;
+                    std::int64_t deadline_ns) noexcept {
+        // Relaxed: only this thread writes the generation.
+        const std::uint64_t g = call_generation_.load(std::memory_order_relaxed);
+        // [R2] release, each: a reader whose acquire load [A2] sees one of these values also
+        // sees the end_call() store before it (see "Memory ordering" above).
+        call_started_ns_.store(start_ns, std::memory_order_release);
+        call_deadline_ns_.store(deadline_ns, std::memory_order_release);
+        call_sub_.store(&sub, std::memory_order_release);
+        call_id_high_.store(meta.id.high(), std::memory_order_release);
+        call_id_low_.store(meta.id.low(), std::memory_order_release);
+        call_name_data_.store(meta.event_name.data(), std::memory_order_release);
+        call_name_size_.store(meta.event_name.size(), std::memory_order_release);
+        // [R1] publishes the fields; pairs with [A1] in read_call().
+        call_generation_.store(g + 1, std::memory_order_release);
+    }
+
+    void end_call(bool bounded) noexcept {
+        const std::uint64_t g = call_generation_.load(std::memory_order_relaxed);  // own writes
+        if (bounded) {
+            // Under the mutex: the watchdog requests a stop only while it holds it and sees
+            // this call running, so its request can never land on the next call.
+            const std::lock_guard lock(mutex_);
+            // Relaxed: the next begin_call()'s release stores [R2] order it for readers that
+            // see them; the mutex orders it for the watchdog.
+            call_generation_.store(g + 1, std::memory_order_relaxed);
+        } else {
+            call_generation_.store(g + 1, std::memory_order_relaxed);  // as above
+        }
+    }
+
+    // table()'s slow path: takes the registry's current snapshot.
+    const dispatch_table& reload_table();
+
     /// The running call, if any, as one consistent snapshot. Any thread.
     [[nodiscard]] bool read_call(call_snapshot& out) const noexcept;
     /// The name of `sub` if it is in the current table; call with mutex_ held.
@@ -217,6 +360,7 @@ private:
 
     engine_runtime& engine_;
     const std::size_t index_;
+    const registry& registry_;  // engine_.table_source(), read-only like the two above
 
     // Guards table_ (written by the worker, read by the watchdog), source_, stats_, and the
     // end of calls that have a deadline (so the watchdog's stop request cannot hit the next
@@ -236,6 +380,8 @@ private:
     std::stop_token token_;
     std::uint64_t rng_;
     std::vector<event_id> not_run_ids_;
+    failure_detail failure_;
+    bool retryable_ = false;  // whether the last failed attempt may be retried
 
     // The call record (see "Memory ordering").
     std::atomic<std::uint64_t> call_generation_{0};
