@@ -17,6 +17,7 @@
 #include <fstream>
 #include <latch>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -212,36 +213,54 @@ bench_group pipeline_group(std::size_t producers, std::size_t shards) {
 
 // ---- the threads of this process --------------------------------------------------------
 
-// On-CPU nanoseconds of each thread of this process (/proc/self/task/<tid>/schedstat).
-std::vector<std::pair<long, std::uint64_t>> thread_cpu_ns() {
-    std::vector<std::pair<long, std::uint64_t>> out;
+// One thread of this process: its id, its name and its on-CPU nanoseconds so far.
+struct thread_sample {
+    long tid = 0;
+    std::string name;
+    std::uint64_t run_ns = 0;
+};
+
+// Every thread of this process (/proc/self/task/<tid>/comm and schedstat).
+std::vector<thread_sample> thread_samples() {
+    std::vector<thread_sample> out;
     DIR* dir = opendir("/proc/self/task");
     if (dir == nullptr) return out;
     while (const dirent* d = readdir(dir)) {
         if (d->d_name[0] == '.') continue;
-        std::ifstream in(std::string("/proc/self/task/") + d->d_name + "/schedstat");
-        std::uint64_t run_ns = 0;
-        if (in >> run_ns) out.emplace_back(std::stol(d->d_name), run_ns);
+        const std::string task = std::string("/proc/self/task/") + d->d_name;
+        thread_sample t{std::stol(d->d_name), {}, 0};
+        std::ifstream comm(task + "/comm");
+        std::getline(comm, t.name);
+        std::ifstream stat(task + "/schedstat");
+        if (stat >> t.run_ns) out.push_back(std::move(t));
     }
     closedir(dir);
     return out;
 }
 
-// The threads of this process that are not in `before` (from thread_cpu_ns()).
-std::vector<long> threads_since(const std::vector<std::pair<long, std::uint64_t>>& before) {
-    std::vector<long> out;
-    for (const auto& [tid, ns] : thread_cpu_ns()) {
-        if (std::none_of(before.begin(), before.end(),
-                         [tid](const auto& b) { return b.first == tid; })) {
-            out.push_back(tid);
-        }
-    }
+// The threads an engine started ("evbus-shard-<i>", "evbus-watchdog"), each named by the
+// thread itself when it starts, so call this once the engine has run (after a drain).
+// Picked by name rather than as "new since a list taken before the engine": a list taken
+// right after the constructor once missed one of an engine's threads.
+std::vector<thread_sample> engine_threads() {
+    std::vector<thread_sample> out = thread_samples();
+    std::erase_if(out, [](const thread_sample& t) { return !t.name.starts_with("evbus-"); });
+    std::sort(out.begin(), out.end(),
+              [](const thread_sample& a, const thread_sample& b) { return a.name < b.name; });
     return out;
 }
 
-std::uint64_t involuntary_switches_sum(const std::vector<long>& tids) {
+// On-CPU nanoseconds of thread `tid` in `sample`; nullopt if the sample lacks it.
+std::optional<std::uint64_t> run_ns_of(const std::vector<thread_sample>& sample, long tid) {
+    for (const thread_sample& t : sample) {
+        if (t.tid == tid) return t.run_ns;
+    }
+    return std::nullopt;
+}
+
+std::uint64_t involuntary_switches_sum(const std::vector<thread_sample>& threads) {
     std::uint64_t n = 0;
-    for (const long tid : tids) n += involuntary_switches(tid);
+    for (const thread_sample& t : threads) n += involuntary_switches(t.tid);
     return n;
 }
 
@@ -251,17 +270,14 @@ latency_stats measure_latency(double rate_per_s, std::uint64_t events) {
     std::vector<std::int64_t> latencies(events, -1);
     evbus::bus<bench_events> bus;
     auto sub = bus.subscribe("bench.latency", latency_handler{&latencies});
-    const auto before = thread_cpu_ns();
     evbus::engine<bench_events> engine(bus, engine_options_for(1));
-    // Listed once the worker has run (a drain passed it): a list taken right after the
-    // constructor once missed one of an engine's threads.
-    engine.drain();
-    const std::vector<long> engine_threads = threads_since(before);
+    engine.drain();  // the worker has run, so it has named itself
+    const std::vector<thread_sample> threads = engine_threads();
     const auto schedule = make_schedule(events, 99);
     const double interval_ns = 1e9 / rate_per_s;
     const long producer = thread_id();
     const std::uint64_t producer_before = involuntary_switches(producer);
-    const std::uint64_t engine_before = involuntary_switches_sum(engine_threads);
+    const std::uint64_t engine_before = involuntary_switches_sum(threads);
     const std::int64_t start = now_ns();
     std::int64_t measured_from = start;
     for (std::uint64_t i = 0; i < latency_warmup + events; ++i) {
@@ -273,7 +289,7 @@ latency_stats measure_latency(double rate_per_s, std::uint64_t events) {
     const double elapsed = static_cast<double>(now_ns() - measured_from) / 1e9;
     latency_stats r = summarize_latencies(std::move(latencies), elapsed);
     r.producer_preempted = involuntary_switches(producer) - producer_before;
-    r.consumer_preempted = involuntary_switches_sum(engine_threads) - engine_before;
+    r.consumer_preempted = involuntary_switches_sum(threads) - engine_before;
     return r;
 }
 
@@ -344,36 +360,34 @@ void pipeline_reports(const bench_config& config, double peak_per_s) {
     {
         evbus::bus<bench_events> bus;
         auto sub = bus.subscribe("bench.trivial", trivial_handler{});
-        const auto before_threads = thread_cpu_ns();
         evbus::engine<bench_events> engine(bus, engine_options_for(2));
         const auto schedule = make_schedule(1000, 5);
         for (std::uint64_t i = 0; i < schedule.size(); ++i) post_one(engine, schedule[i], i, 0);
         engine.drain();
         std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let workers go idle
-        const std::vector<long> engine_threads = threads_since(before_threads);
-        const auto a = thread_cpu_ns();
+        const std::vector<thread_sample> a = engine_threads();
         const auto idle_for =
             config.smoke ? std::chrono::milliseconds(200) : std::chrono::milliseconds(2000);
         const auto t0 = bench_clock::now();
         std::this_thread::sleep_for(idle_for);
         const double wall_ns = seconds_between(t0, bench_clock::now()) * 1e9;
-        const auto b = thread_cpu_ns();
+        const std::vector<thread_sample> b = thread_samples();
         std::printf("\n== idle CPU, engine with 2 shards, %.1f s without posts ==\n",
                     wall_ns / 1e9);
-        const auto cpu_ns = [](const auto& sample, long tid) {
-            std::uint64_t n = 0;
-            for (const auto& [t, ns] : sample) {
-                if (t == tid) n = ns;
+        for (const thread_sample& t : a) {
+            const std::optional<std::uint64_t> later = run_ns_of(b, t.tid);
+            if (!later) {
+                std::printf("%-16s (thread %ld): missing from the second sample\n", t.name.c_str(),
+                            t.tid);
+                continue;
             }
-            return n;
-        };
-        for (const long tid : engine_threads) {
-            const std::uint64_t ns_a = cpu_ns(a, tid);
-            const std::uint64_t ns_b = cpu_ns(b, tid);
-            std::printf("engine thread %ld: %.3f%% CPU\n", tid,
-                        100.0 * static_cast<double>(ns_b - ns_a) / wall_ns);
-            std::printf("csv,idle_cpu,%ld,%.4f (fields: tid,percent)\n", tid,
-                        100.0 * static_cast<double>(ns_b - ns_a) / wall_ns);
+            const double percent = 100.0 * static_cast<double>(*later - t.run_ns) / wall_ns;
+            std::printf("%-16s (thread %ld): %.3f%% CPU\n", t.name.c_str(), t.tid, percent);
+            std::printf("csv,idle_cpu,%s,%.4f (fields: thread,percent)\n", t.name.c_str(), percent);
+        }
+        if (a.size() != 3) {
+            std::printf("idle CPU: found %zu evbus threads, expected 2 workers and a watchdog\n",
+                        a.size());
         }
     }
 
