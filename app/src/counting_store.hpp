@@ -39,10 +39,11 @@ public:
     void complete(std::span<const evbus::delivery_ref> deliveries) override {
         inner_.complete(deliveries);
     }
-    void dead_letter(const evbus::delivery_ref& delivery, std::uint32_t attempts,
-                     const std::string& error, evbus::store_clock::time_point first_failure,
-                     evbus::store_clock::time_point last_failure) override {
-        inner_.dead_letter(delivery, attempts, error, first_failure, last_failure);
+    std::optional<std::int64_t> dead_letter(const evbus::delivery_ref& delivery,
+                                            std::uint32_t attempts, const std::string& error,
+                                            evbus::store_clock::time_point first_failure,
+                                            evbus::store_clock::time_point last_failure) override {
+        return inner_.dead_letter(delivery, attempts, error, first_failure, last_failure);
     }
     [[nodiscard]] std::vector<evbus::dead_letter_entry> dead_letters(
         const evbus::dead_letter_filter& filter) override {

@@ -167,11 +167,21 @@ private:
     std::map<event_id, entry> entries_;
 };
 
-/// Every dead letter of `store` (operators page with filters; the adapter needs them all).
-inline std::vector<dead_letter_entry> all_dead_letters(event_store& store,
-                                                       dead_letter_filter filter = {}) {
+/// Every dead letter of `store` (operators page with filters; the adapter's list() needs them
+/// all).
+inline std::vector<dead_letter_entry> all_dead_letters(event_store& store) {
+    dead_letter_filter filter;
     filter.limit = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
     return store.dead_letters(filter);
+}
+
+/// The dead letter with `id`, whatever its subscription; nullopt when there is none.
+inline std::optional<dead_letter_entry> dead_letter_by_id(event_store& store, std::int64_t id) {
+    dead_letter_filter filter;
+    filter.id = id;
+    auto found = store.dead_letters(filter);
+    if (found.empty()) return std::nullopt;
+    return std::move(found.front());
 }
 
 /// Set while outbox_dispatcher::discard() has the engine take a letter: the adapter's take()
@@ -183,7 +193,8 @@ inline thread_local bool t_discarding_dead_letter = false;
 /// deletes it (discard), list() reads them back typed after a restart. Rows that did not
 /// decode (no subscription) are not typed letters and stay with the dispatcher. A letter
 /// parks its key when its subscription (as subscribed now) parks keys on failure.
-/// Thread-safe (the store is); add/find/take read the table: O(dead letters).
+/// Thread-safe (the store is). add/find/take touch one letter (a key lookup in the store);
+/// list and size read them all.
 template <class Set>
 class outbox_dead_letters final : public dead_letter_store<Set> {
 public:
@@ -199,16 +210,13 @@ public:
             throw std::logic_error("evbus: dead letter for event " + l.meta.id.to_string() +
                                    " that the outbox dispatcher did not post");
         }
-        store_.dead_letter({*position, l.subscription}, l.attempts, l.last_error, l.first_failure,
-                           l.last_failure);
-        dead_letter_filter f;
-        f.subscription = l.subscription;
-        f.key = std::string(l.meta.key.view());
-        for (const auto& e : all_dead_letters(store_, f)) {
-            if (e.event.position == *position) return static_cast<std::uint64_t>(e.id);
+        const auto id = store_.dead_letter({*position, l.subscription}, l.attempts, l.last_error,
+                                           l.first_failure, l.last_failure);
+        if (!id) {
+            throw std::logic_error("evbus: delivery of event " + l.meta.id.to_string() + " to '" +
+                                   l.subscription + "' was not pending; no dead letter recorded");
         }
-        throw std::logic_error("evbus: delivery of event " + l.meta.id.to_string() + " to '" +
-                               l.subscription + "' was not pending; no dead letter recorded");
+        return static_cast<std::uint64_t>(*id);
     }
     [[nodiscard]] std::optional<letter> find(std::uint64_t id) const override {
         const auto e = entry(id);
@@ -237,10 +245,9 @@ public:
 
 private:
     std::optional<dead_letter_entry> entry(std::uint64_t id) const {
-        for (auto& e : all_dead_letters(store_)) {
-            if (e.id == static_cast<std::int64_t>(id) && !e.subscription.empty()) return e;
-        }
-        return std::nullopt;
+        auto e = dead_letter_by_id(store_, static_cast<std::int64_t>(id));
+        if (e && e->subscription.empty()) return std::nullopt;
+        return e;
     }
 
     std::optional<letter> to_letter(const dead_letter_entry& e) const {
@@ -431,7 +438,7 @@ public:
     /// row that did not decode is decoded again on the dispatcher thread. False when there is
     /// no such dead letter. Must not be called from a handler. Thread-safe.
     bool requeue(std::int64_t dead_letter_id) {
-        const auto entry = find_dead_letter(dead_letter_id);
+        const auto entry = detail::dead_letter_by_id(store_, dead_letter_id);
         if (!entry) return false;
         bool done = false;
         if (entry->subscription.empty()) {
@@ -464,7 +471,7 @@ public:
     /// Deletes a dead letter (through the engine, so a key parked behind it moves on). False
     /// when there is none. Must not be called from a handler. Thread-safe.
     bool discard(std::int64_t dead_letter_id) {
-        const auto entry = find_dead_letter(dead_letter_id);
+        const auto entry = detail::dead_letter_by_id(store_, dead_letter_id);
         if (!entry) return false;
         engine<Set>* e = engine_.get();
         if (entry->subscription.empty() || e == nullptr) return store_.discard(dead_letter_id);
@@ -782,13 +789,6 @@ private:
         });
         deliver_pending(std::move(work));
         return true;
-    }
-
-    std::optional<dead_letter_entry> find_dead_letter(std::int64_t id) {
-        for (auto& e : detail::all_dead_letters(store_)) {
-            if (e.id == id) return std::move(e);
-        }
-        return std::nullopt;
     }
 
     bus<Set>& bus_;

@@ -58,9 +58,10 @@ public:
     [[nodiscard]] std::vector<pending_delivery> unfinished(const std::optional<delivery_ref>& after,
                                                            std::size_t limit) override;
     void complete(std::span<const delivery_ref> deliveries) override;
-    void dead_letter(const delivery_ref& delivery, std::uint32_t attempts, const std::string& error,
-                     store_clock::time_point first_failure,
-                     store_clock::time_point last_failure) override;
+    std::optional<std::int64_t> dead_letter(const delivery_ref& delivery, std::uint32_t attempts,
+                                            const std::string& error,
+                                            store_clock::time_point first_failure,
+                                            store_clock::time_point last_failure) override;
 
     [[nodiscard]] std::vector<dead_letter_entry> dead_letters(
         const dead_letter_filter& filter) override;

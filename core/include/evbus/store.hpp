@@ -97,6 +97,7 @@ struct dead_letter_entry {
 
 /// Selects dead letters; empty fields match everything.
 struct dead_letter_filter {
+    std::optional<std::int64_t> id;  ///< just this dead letter (a key lookup, not a scan)
     std::optional<std::string> subscription;
     std::optional<std::string> key;
     std::optional<std::string> event_name;
@@ -186,10 +187,13 @@ public:
     /// Marks deliveries completed (already-completed ones are ignored); events left with no
     /// pending delivery and no dead letter move to history or are deleted, per retention.
     virtual void complete(std::span<const delivery_ref> deliveries) = 0;
-    /// Turns a pending delivery into a dead letter. Thread-safe.
-    virtual void dead_letter(const delivery_ref& delivery, std::uint32_t attempts,
-                             const std::string& error, store_clock::time_point first_failure,
-                             store_clock::time_point last_failure) = 0;
+    /// Turns a pending delivery into a dead letter and returns the dead letter's id; nullopt,
+    /// changing nothing, when the delivery is not pending. Thread-safe.
+    virtual std::optional<std::int64_t> dead_letter(const delivery_ref& delivery,
+                                                    std::uint32_t attempts,
+                                                    const std::string& error,
+                                                    store_clock::time_point first_failure,
+                                                    store_clock::time_point last_failure) = 0;
 
     // ---- dead letters (operators) ----------------------------------------------------------
     [[nodiscard]] virtual std::vector<dead_letter_entry> dead_letters(

@@ -1,6 +1,8 @@
 #include <evbus/memory_store.hpp>
 
 #include <algorithm>
+#include <optional>
+#include <ranges>
 #include <vector>
 
 namespace evbus {
@@ -204,20 +206,31 @@ void memory_store::complete(std::span<const delivery_ref> deliveries) {
     }
 }
 
-void memory_store::dead_letter(const delivery_ref& delivery, std::uint32_t attempts,
-                               const std::string& error, store_clock::time_point first_failure,
-                               store_clock::time_point last_failure) {
+std::optional<std::int64_t> memory_store::dead_letter(const delivery_ref& delivery,
+                                                      std::uint32_t attempts,
+                                                      const std::string& error,
+                                                      store_clock::time_point first_failure,
+                                                      store_clock::time_point last_failure) {
     const std::lock_guard lock(state_->mutex);
-    if (state_->deliveries.erase({delivery.position, delivery.subscription}) == 0) return;
-    state_->dead_letters.emplace(
-        state_->next_dead++, state::dead{delivery.position, delivery.subscription, attempts, error,
-                                         first_failure, last_failure});
+    if (state_->deliveries.erase({delivery.position, delivery.subscription}) == 0) {
+        return std::nullopt;
+    }
+    const std::int64_t id = state_->next_dead++;
+    state_->dead_letters.emplace(id, state::dead{delivery.position, delivery.subscription, attempts,
+                                                 error, first_failure, last_failure});
+    return id;
 }
 
 std::vector<dead_letter_entry> memory_store::dead_letters(const dead_letter_filter& filter) {
     const std::lock_guard lock(state_->mutex);
     std::vector<dead_letter_entry> out;
-    for (const auto& [id, d] : state_->dead_letters) {
+    auto first = state_->dead_letters.begin();
+    auto last = state_->dead_letters.end();
+    if (filter.id) {
+        first = state_->dead_letters.lower_bound(*filter.id);
+        last = state_->dead_letters.upper_bound(*filter.id);
+    }
+    for (const auto& [id, d] : std::ranges::subrange(first, last)) {
         if (out.size() >= filter.limit) break;
         if (!state_->matches(d, filter)) continue;
         out.push_back(dead_letter_entry{id, state_->outbox.at(d.position), d.subscription,

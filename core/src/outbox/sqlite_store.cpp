@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -128,7 +129,7 @@ constexpr const char* sql_dead_letters =
     "l.id, l.subscription, l.attempts, l.error, l.first_failure, l.last_failure "
     "FROM evbus_dead_letter l JOIN evbus_outbox o ON o.position = l.position "
     "WHERE (?1 IS NULL OR l.subscription = ?1) AND (?2 IS NULL OR o.key = ?2) "
-    "AND (?3 IS NULL OR o.name = ?3) AND (?4 IS NULL OR l.id = ?4) ORDER BY l.id LIMIT ?5";
+    "AND (?3 IS NULL OR o.name = ?3) AND l.id BETWEEN ?4 AND ?6 ORDER BY l.id LIMIT ?5";
 constexpr const char* sql_delete_dead_letter = "DELETE FROM evbus_dead_letter WHERE id = ?1";
 constexpr const char* sql_history =
     "SELECT position, event_id, name, version, key, correlation_id, causation_id, trace_id, "
@@ -569,16 +570,19 @@ void sqlite_store::complete(std::span<const delivery_ref> deliveries) {
     tx.commit();
 }
 
-void sqlite_store::dead_letter(const delivery_ref& delivery, std::uint32_t attempts,
-                               const std::string& error, store_clock::time_point first_failure,
-                               store_clock::time_point last_failure) {
+std::optional<std::int64_t> sqlite_store::dead_letter(const delivery_ref& delivery,
+                                                      std::uint32_t attempts,
+                                                      const std::string& error,
+                                                      store_clock::time_point first_failure,
+                                                      store_clock::time_point last_failure) {
     lease c(*impl_);
     write_scope tx(*c);
     {
         auto del = c->stmt(sql_delete_delivery);
         del->bind(1, delivery.position).bind(2, delivery.subscription).run();
     }
-    if (c->sql.changes() == 1) {
+    if (c->sql.changes() != 1) return std::nullopt;  // not pending: nothing to record
+    {
         auto add = c->stmt(sql_add_dead_letter);
         add->bind(1, delivery.position)
             .bind(2, delivery.subscription)
@@ -588,20 +592,25 @@ void sqlite_store::dead_letter(const delivery_ref& delivery, std::uint32_t attem
             .bind(6, to_ns(last_failure))
             .run();
     }
+    const std::int64_t id = c->sql.last_insert_rowid();
     tx.commit();
+    return id;
 }
 
 namespace {
 
 std::vector<dead_letter_entry> query_dead_letters(pooled_connection& c,
-                                                  const dead_letter_filter& filter,
-                                                  std::optional<std::int64_t> id) {
+                                                  const dead_letter_filter& filter) {
     std::vector<dead_letter_entry> out;
     auto q = c.stmt(sql_dead_letters);
     if (filter.subscription) q->bind(1, *filter.subscription);
     if (filter.key) q->bind(2, *filter.key);
     if (filter.event_name) q->bind(3, *filter.event_name);
-    if (id) q->bind(4, *id);
+    // An id range rather than "?4 IS NULL OR l.id = ?4": SQLite plans a statement before its
+    // parameters are bound, and only a plain comparison on the rowid lets it look one letter
+    // up by key instead of scanning the table.
+    q->bind(4, filter.id.value_or(std::numeric_limits<std::int64_t>::min()));
+    q->bind(6, filter.id.value_or(std::numeric_limits<std::int64_t>::max()));
     q->bind(5, static_cast<std::int64_t>(filter.limit));
     while (q->step()) {
         auto& d = out.emplace_back();
@@ -616,17 +625,23 @@ std::vector<dead_letter_entry> query_dead_letters(pooled_connection& c,
     return out;
 }
 
+dead_letter_filter by_id(std::int64_t id) {
+    dead_letter_filter f;
+    f.id = id;
+    return f;
+}
+
 }  // namespace
 
 std::vector<dead_letter_entry> sqlite_store::dead_letters(const dead_letter_filter& filter) {
     lease c(*impl_);
-    return query_dead_letters(*c, filter, std::nullopt);
+    return query_dead_letters(*c, filter);
 }
 
 std::optional<pending_delivery> sqlite_store::requeue(std::int64_t dead_letter_id) {
     lease c(*impl_);
     write_scope tx(*c);
-    auto found = query_dead_letters(*c, dead_letter_filter{}, dead_letter_id);
+    auto found = query_dead_letters(*c, by_id(dead_letter_id));
     if (found.empty()) return std::nullopt;
     {
         auto del = c->stmt(sql_delete_dead_letter);
@@ -645,7 +660,7 @@ std::optional<pending_delivery> sqlite_store::requeue(std::int64_t dead_letter_i
 bool sqlite_store::discard(std::int64_t dead_letter_id) {
     lease c(*impl_);
     write_scope tx(*c);
-    auto found = query_dead_letters(*c, dead_letter_filter{}, dead_letter_id);
+    auto found = query_dead_letters(*c, by_id(dead_letter_id));
     if (found.empty()) return false;
     {
         auto del = c->stmt(sql_delete_dead_letter);

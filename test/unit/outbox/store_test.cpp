@@ -215,11 +215,27 @@ TEST_CASE("store: dead letters are listed, requeued and discarded by id and filt
     const auto pb = rows[1].position;
     store->confirm({pb, {{pa, "ledger"}, {pa, "mail"}, {pb, "ledger"}}, {}});
     const auto t = evbus::store_clock::now();
-    store->dead_letter({pa, "ledger"}, 3, "boom", t, t);
-    store->dead_letter({pb, "ledger"}, 2, "bang", t, t);
-    store->dead_letter({pa, "nobody"}, 1, "not pending: ignored", t, t);
+    const auto alice_id = store->dead_letter({pa, "ledger"}, 3, "boom", t, t);
+    const auto bob_id = store->dead_letter({pb, "ledger"}, 2, "bang", t, t);
+    CHECK_FALSE(store->dead_letter({pa, "nobody"}, 1, "not pending: ignored", t, t));
+    REQUIRE(alice_id);
+    REQUIRE(bob_id);
+    CHECK(*alice_id != *bob_id);
 
-    CHECK(store->dead_letters({}).size() == 2);
+    const auto all = store->dead_letters({});
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].id == *alice_id);
+    CHECK(all[1].id == *bob_id);
+    evbus::dead_letter_filter by_id;
+    by_id.id = *bob_id;
+    const auto just_bob = store->dead_letters(by_id);
+    REQUIRE(just_bob.size() == 1);
+    CHECK(just_bob[0].event.key == "bob");
+    by_id.subscription = "mail";  // the id's letter is for "ledger": no match
+    CHECK(store->dead_letters(by_id).empty());
+    by_id = {};
+    by_id.id = *alice_id + *bob_id;  // no letter has it
+    CHECK(store->dead_letters(by_id).empty());
     evbus::dead_letter_filter by_key;
     by_key.key = "bob";
     const auto bobs = store->dead_letters(by_key);
