@@ -130,6 +130,51 @@ TEST_CASE("timeout: an overrun after a thrown attempt reports only its own error
     CHECK(letters[0].first_failure <= letters[0].last_failure);
 }
 
+namespace {
+
+// Sleeps when destroyed: an event that owns it takes that long to drop.
+struct slow_release {
+    std::chrono::milliseconds takes;
+    ~slow_release() { std::this_thread::sleep_for(takes); }
+};
+
+// A payload whose destruction is slow (the last owner of a big structure, say).
+struct heavy {
+    static constexpr std::string_view event_name = "test.heavy";
+    std::string key;
+    std::shared_ptr<slow_release> owned;
+    [[nodiscard]] std::string_view event_key() const { return key; }
+};
+
+using heavy_events = evbus::event_set<heavy, step>;
+
+}  // namespace
+
+TEST_CASE("timeout: a deadline counts only the call, not what the worker did before it",
+          "[engine][timeout]") {
+    evbus::bus<heavy_events> bus;
+    auto plain = bus.subscribe("plain", [](const heavy&) {});
+    std::atomic<int> calls{0};
+    evbus::subscribe_options o;
+    o.timeout = 1s;  // far above the call itself, far below what ran before it
+    o.retry.max_attempts = 1;
+    auto budgeted = bus.subscribe(
+        "budgeted", [&](const step&) { ++calls; }, o);
+    evbus::engine<heavy_events> engine(bus, {.shards = 1});
+    // Same shard and batch: the heavy event's 1.5 s destruction runs on the worker between
+    // its own call and the step's.
+    engine.post(heavy{"k", std::make_shared<slow_release>(1500ms)});
+    engine.post(step{"k", 1});
+    engine.drain();
+    CHECK(calls == 1);
+    CHECK(engine.dead_letters().size() == 0);
+    const auto m = engine.metrics();
+    const auto* s = m.subscription("budgeted");
+    REQUIRE(s != nullptr);
+    CHECK(s->handled == 1);
+    CHECK(s->failed == 0);
+}
+
 TEST_CASE("watchdog: health() reports a shard stuck past the hard limit", "[engine][watchdog]") {
     auto sink = std::make_shared<evbus::dead_letter_list>();
     test_bus bus({sink});

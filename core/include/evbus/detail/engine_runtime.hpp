@@ -161,13 +161,16 @@ public:
 
     /// Calls `entry` for one event under its subscription's timeout and retry policy.
     /// `meta.attempt` is set for every attempt. Every failed attempt goes to the error sink.
-    /// Clock: a call starts at the worker's last clock reading (the end of the previous call,
-    /// or restart_clock(), which the idle loop calls between its looks at the ring), so each
-    /// call costs one clock read; its measured latency thus includes the few dispatch steps
-    /// since that reading (after an idle wait: one look at the ring). That read is the
-    /// cycle_clock (detail/cycle_clock.hpp), whose duration extends the steady_clock reading
-    /// of the call's start; a call with a timeout, or one longer than
-    /// cycle_clock::resync_after, reads steady_clock after itself.
+    /// Clock: a call without a timeout starts at the worker's last clock reading (the end of
+    /// the previous call, or restart_clock(), which the idle loop calls between its looks at
+    /// the ring), so it costs one clock read; its measured latency thus includes what the
+    /// worker did since that reading (a few dispatch steps; after an idle wait, one look at
+    /// the ring; the previous event's destruction). That read is the cycle_clock
+    /// (detail/cycle_clock.hpp), whose duration extends the steady_clock reading of the
+    /// call's start; a call longer than cycle_clock::resync_after reads steady_clock after
+    /// itself. A call with a timeout also reads the counter before itself (and steady_clock
+    /// too when the last reading is older than resync_after) and steady_clock after itself,
+    /// so its deadline and overrun count its own time only.
     /// Never throws on behalf of the handler (anything it throws is caught); may throw
     /// std::bad_alloc while describing a failure. Worker only.
     /// The first attempt, which usually succeeds, is inline and builds nothing on the heap
@@ -263,8 +266,24 @@ private:
         const bool bounded = timeout.count() > 0;
         if (token_.stop_requested()) renew_stop_token();
 
-        const auto start = tick_;
-        const std::uint64_t start_cycles = cycles_;
+        auto start = tick_;
+        std::uint64_t start_cycles = cycles_;
+        if (bounded) {
+            // A deadline starts at the call: the chained reading may have aged by whatever
+            // the worker did since it (the previous event's destruction, for one), which must
+            // not count against this handler's budget. The counter says by how much; a long
+            // gap is read again on steady_clock, as a long call is.
+            const std::uint64_t now_cycles = clock_.now();
+            const std::chrono::nanoseconds aged = clock_.between(cycles_, now_cycles);
+            if (aged >= cycle_clock::resync_after) {
+                restart_clock();
+                start = tick_;
+                start_cycles = cycles_;
+            } else {
+                start += aged;
+                start_cycles = now_cycles;
+            }
+        }
         const auto deadline =
             bounded ? start + timeout : std::chrono::steady_clock::time_point::max();
         begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);
