@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 #include <ranges>
+#include <utility>
 #include <vector>
 
 namespace evbus {
@@ -224,12 +225,9 @@ std::optional<std::int64_t> memory_store::dead_letter(const delivery_ref& delive
 std::vector<dead_letter_entry> memory_store::dead_letters(const dead_letter_filter& filter) {
     const std::lock_guard lock(state_->mutex);
     std::vector<dead_letter_entry> out;
-    auto first = state_->dead_letters.begin();
-    auto last = state_->dead_letters.end();
-    if (filter.id) {
-        first = state_->dead_letters.lower_bound(*filter.id);
-        last = state_->dead_letters.upper_bound(*filter.id);
-    }
+    auto& all = state_->dead_letters;
+    const auto [first, last] =
+        filter.id ? all.equal_range(*filter.id) : std::pair{all.begin(), all.end()};
     for (const auto& [id, d] : std::ranges::subrange(first, last)) {
         if (out.size() >= filter.limit) break;
         if (!state_->matches(d, filter)) continue;
