@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include <evbus/detail/deadline.hpp>
 #include <evbus/detail/dispatch_context.hpp>
 #include <evbus/detail/thread_name.hpp>
 #include <evbus/handler.hpp>
@@ -281,7 +282,9 @@ void engine_runtime::watchdog_loop() {
     name_this_thread("evbus-watchdog");
     std::unique_lock lock(watch_mutex_);
     while (!watch_stop_) {
-        watch_cv_.wait_for(lock, settings_.watchdog_interval, [this] { return watch_stop_; });
+        watch_cv_.wait_until(
+            lock, deadline_after(std::chrono::steady_clock::now(), settings_.watchdog_interval),
+            [this] { return watch_stop_; });
         if (watch_stop_) break;
         lock.unlock();
         watch_once();
@@ -390,7 +393,8 @@ void engine_runtime::wait_ticket(drain_ticket& ticket) {
 bool engine_runtime::sleep_for_retry(std::chrono::nanoseconds delay) {
     std::unique_lock lock(retry_mutex_);
     if (delay.count() <= 0) return !aborting();
-    return !retry_cv_.wait_for(lock, delay, [this] { return aborting(); });
+    return !retry_cv_.wait_until(lock, deadline_after(std::chrono::steady_clock::now(), delay),
+                                 [this] { return aborting(); });
 }
 
 void engine_runtime::report(const metadata& meta, std::string_view subscription,

@@ -92,6 +92,7 @@
 #include <evbus/assert.hpp>
 #include <evbus/bus.hpp>
 #include <evbus/dead_letter_store.hpp>
+#include <evbus/detail/deadline.hpp>
 #include <evbus/detail/engine_runtime.hpp>
 #include <evbus/detail/handler_traits.hpp>
 #include <evbus/detail/registry.hpp>
@@ -114,12 +115,14 @@ struct engine_options {
     std::size_t batch_size = 64;
     /// Where dead letters go; null: a fresh in_memory_dead_letter_store.
     std::shared_ptr<dead_letter_store<Set>> dead_letters{};
+
+    // The durations below must not be negative; nanoseconds::max() means no limit.
     /// A call running longer than this makes its shard "stuck" (health(), error sink); 0: off.
     std::chrono::nanoseconds stuck_after = std::chrono::seconds(30);
     /// How often the watchdog looks at the shards; 0: no watchdog thread (deadline stop
     /// requests and stuck reports then only come from health() calls: none).
     std::chrono::nanoseconds watchdog_interval = std::chrono::milliseconds(50);
-    /// The drain deadline the destructor gives stop().
+    /// The drain deadline the destructor and stop() without arguments give stop(deadline).
     std::chrono::nanoseconds shutdown_budget = std::chrono::seconds(10);
     /// Called on the worker after each final (event, subscription) outcome; see
     /// outcome_observer.
@@ -219,7 +222,7 @@ public:
     /// error sink.
     ~engine() {
         try {
-            stop(clock::now() + options_.shutdown_budget);
+            stop(detail::deadline_after(clock::now(), options_.shutdown_budget));
         } catch (...) {
             // Out of memory while building the report: still never leave threads running.
             runtime_.abort();
@@ -351,7 +354,9 @@ public:
     }
 
     /// stop(now + shutdown_budget).
-    stop_report stop() { return stop(clock::now() + options_.shutdown_budget); }
+    stop_report stop() {
+        return stop(detail::deadline_after(clock::now(), options_.shutdown_budget));
+    }
 
     // ---- dead letters --------------------------------------------------------------------
 

@@ -71,6 +71,7 @@
 #include <evbus/bus.hpp>
 #include <evbus/codec.hpp>
 #include <evbus/dead_letter_store.hpp>
+#include <evbus/detail/deadline.hpp>
 #include <evbus/detail/dispatch_context.hpp>
 #include <evbus/detail/registry.hpp>
 #include <evbus/detail/thread_name.hpp>
@@ -404,7 +405,8 @@ public:
         const std::uint64_t target = store_.commits().generation();
         {
             std::unique_lock lock(mutex_);
-            const bool idle = changed_.wait_for(lock, timeout, [&] {
+            const auto deadline = detail::deadline_after(std::chrono::steady_clock::now(), timeout);
+            const bool idle = changed_.wait_until(lock, deadline, [&] {
                 return stopping_.load(std::memory_order_relaxed) ||
                        (idle_generation_ >= target && requests_.empty() && idle_rounds_ > 0);
             });
@@ -636,7 +638,8 @@ private:
 
     void wait_stopping(std::chrono::nanoseconds d) {
         std::unique_lock lock(mutex_);
-        changed_.wait_for(lock, d, [&] { return stopping_.load(std::memory_order_relaxed); });
+        changed_.wait_until(lock, detail::deadline_after(std::chrono::steady_clock::now(), d),
+                            [&] { return stopping_.load(std::memory_order_relaxed); });
     }
 
     // Turns a stored row into an event and its metadata, or a reason naming the row.

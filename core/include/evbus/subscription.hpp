@@ -53,7 +53,8 @@ struct retry_policy {
 struct subscribe_options {
     error_policy on_error = error_policy::isolate;
     retry_policy retry{};
-    /// Cooperative time budget per call on the async path; zero means none.
+    /// Cooperative time budget per call on the async path; zero (or nanoseconds::max()) means
+    /// none.
     std::chrono::nanoseconds timeout{0};
     /// Async path: after a dead letter, hold later events of the same key until it is
     /// requeued or discarded.

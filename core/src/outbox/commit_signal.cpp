@@ -1,5 +1,7 @@
 #include <evbus/store.hpp>
 
+#include <evbus/detail/deadline.hpp>
+
 namespace evbus {
 
 void commit_signal::notify() noexcept {
@@ -17,7 +19,8 @@ std::uint64_t commit_signal::generation() const noexcept {
 
 std::uint64_t commit_signal::wait(std::uint64_t seen, std::chrono::nanoseconds timeout) const {
     std::unique_lock lock(mutex_);
-    changed_.wait_for(lock, timeout, [&] { return generation_ != seen; });
+    changed_.wait_until(lock, detail::deadline_after(std::chrono::steady_clock::now(), timeout),
+                        [&] { return generation_ != seen; });
     return generation_;
 }
 

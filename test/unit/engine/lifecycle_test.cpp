@@ -196,6 +196,35 @@ TEST_CASE("lifecycle: the destructor drains what was accepted", "[engine][lifecy
     CHECK(handled == 100);
 }
 
+TEST_CASE("lifecycle: a shutdown_budget of nanoseconds::max() is no limit, not one long gone",
+          "[engine][lifecycle]") {
+    test_bus bus;
+    gate release;
+    std::atomic<bool> started{false};
+    std::atomic<int> handled{0};
+    // The first event holds the worker until stop() is under way, so the other four are
+    // still queued when stop() sets its deadline; only a passed deadline would cut them off.
+    auto sub = bus.subscribe("any", [&](const step& s) {
+        if (s.n == 0) {
+            started = true;
+            (void)release.wait();
+        }
+        ++handled;
+    });
+    test_engine engine(bus, {.shards = 1, .shutdown_budget = std::chrono::nanoseconds::max()});
+    for (int n = 0; n < 5; ++n) engine.post(step{"k", n});
+    REQUIRE(wait_until([&] { return started.load(); }));
+    std::thread opener([&] {
+        (void)wait_until([&] { return !engine.health().accepting; });
+        release.open();
+    });
+    const evbus::stop_report report = engine.stop();
+    opener.join();
+    CHECK(report.complete());
+    CHECK(report.not_run.empty());
+    CHECK(handled == 5);
+}
+
 TEST_CASE("lifecycle: drain() on an idle engine and from several threads returns",
           "[engine][lifecycle]") {
     test_bus bus;

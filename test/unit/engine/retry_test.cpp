@@ -143,6 +143,33 @@ TEST_CASE("retry: the first attempt is not delayed by the backoff", "[engine][re
     CHECK(report.all_succeeded());
 }
 
+TEST_CASE("retry: the longest backoff waits for stop(), it does not retry at once",
+          "[engine][retry]") {
+    test_bus bus;
+    std::atomic<int> calls{0};
+    evbus::subscribe_options o;
+    o.retry.max_attempts = 2;
+    o.retry.initial_delay = nanoseconds::max();
+    o.retry.max_delay = nanoseconds::max();
+    auto sub = bus.subscribe(
+        "patient",
+        [&](const step&) {
+            ++calls;
+            throw flaky_io("down");
+        },
+        o);
+    test_engine engine(bus, {.shards = 1});
+    evbus::metadata m = evbus::metadata::with_key("ivy");
+    m.id = evbus::event_id::generate();
+    engine.post(step{"ivy", 1}, m);
+    REQUIRE(wait_until([&] { return calls.load() >= 1; }));
+    // The worker is in the backoff sleep now; stop() interrupts it.
+    const evbus::stop_report report = engine.stop(std::chrono::steady_clock::now());
+    CHECK(calls == 1);
+    CHECK(report.not_run == std::vector<evbus::event_id>{m.id});
+    CHECK(engine.dead_letters().size() == 0);
+}
+
 TEST_CASE("retry: non-retryable errors go straight to the dead letters", "[engine][retry]") {
     test_bus bus;
     std::atomic<int> permanent_calls{0};

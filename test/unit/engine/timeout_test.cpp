@@ -1,8 +1,10 @@
+#include <evbus/detail/deadline.hpp>
 #include <evbus/engine.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -95,6 +97,31 @@ TEST_CASE("timeout: a handler that always overruns ends in the dead letters", "[
     REQUIRE(letters.size() == 1);
     CHECK(letters[0].attempts == 2);
     CHECK_THAT(letters[0].last_error, Catch::Contains("timeout"));
+}
+
+TEST_CASE("deadline_after: a duration too long to add gives time_point::max()",
+          "[engine][timeout]") {
+    using time_point = std::chrono::steady_clock::time_point;
+    const time_point now = std::chrono::steady_clock::now();
+    CHECK(evbus::detail::deadline_after(now, 5ms) == now + 5ms);
+    CHECK(evbus::detail::deadline_after(now, 0ns) == now);
+    CHECK(evbus::detail::deadline_after(now, std::chrono::nanoseconds::max()) == time_point::max());
+    CHECK(evbus::detail::deadline_after(time_point::max() - 1ns, 1ns) == time_point::max());
+    CHECK(evbus::detail::deadline_after(time_point::max() - 1ns, 2ns) == time_point::max());
+}
+
+TEST_CASE("timeout: nanoseconds::max() is no limit, not a deadline in the past",
+          "[engine][timeout]") {
+    test_bus bus;
+    evbus::subscribe_options o;
+    o.timeout = std::chrono::nanoseconds::max();
+    auto sub = bus.subscribe(
+        "unhurried", [](const step&) {}, o);
+    test_engine engine(bus, {.shards = 1});
+    auto outcome = engine.post_tracked(step{"k", 1});
+    REQUIRE(outcome.wait_for(patience) == std::future_status::ready);
+    CHECK(outcome.get().all_succeeded());
+    CHECK(engine.dead_letters().size() == 0);
 }
 
 TEST_CASE("timeout: an overrun after a thrown attempt reports only its own error",

@@ -58,6 +58,7 @@
 #include <vector>
 
 #include <evbus/detail/cycle_clock.hpp>
+#include <evbus/detail/deadline.hpp>
 #include <evbus/detail/dispatch_context.hpp>
 #include <evbus/detail/registry.hpp>
 #include <evbus/engine_types.hpp>
@@ -285,7 +286,7 @@ private:
             }
         }
         const auto deadline =
-            bounded ? start + timeout : std::chrono::steady_clock::time_point::max();
+            bounded ? deadline_after(start, timeout) : std::chrono::steady_clock::time_point::max();
         begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);
         std::exception_ptr thrown;
         const handler_result result = invoke_caught(entry, payload, meta, deadline, thrown);

@@ -1,0 +1,25 @@
+// evbus/detail/deadline.hpp — a point in time some user-given duration after another.
+//
+// Options take durations, and std::chrono::nanoseconds::max() is the natural way to say "no
+// limit". `now + max()` overflows (undefined behaviour; in practice a time far in the past),
+// and std::condition_variable::wait_for computes exactly that sum inside: a "no limit"
+// timeout would then expire at once. Every deadline the library derives from an option goes
+// through deadline_after(), which stops at time_point::max() instead, and waits use
+// wait_until() on the result.
+#pragma once
+
+#include <chrono>
+
+namespace evbus::detail {
+
+/// `from + d`, or time_point::max() when that sum would not fit. `d` must not be negative
+/// (the options that feed it are checked for that). Thread-safe; O(1).
+[[nodiscard]] inline std::chrono::steady_clock::time_point deadline_after(
+    std::chrono::steady_clock::time_point from, std::chrono::nanoseconds d) noexcept {
+    using time_point = std::chrono::steady_clock::time_point;
+    const auto step = std::chrono::duration_cast<time_point::duration>(d);
+    if (step > time_point::max() - from) return time_point::max();
+    return from + step;
+}
+
+}  // namespace evbus::detail
