@@ -242,9 +242,10 @@ run_result shard_runtime::retry(const dispatch_entry& entry, subscription_stats&
     }
 }
 
-void shard_runtime::note_not_run(const metadata& meta, std::string_view subscription) {
+void shard_runtime::note_not_run(const metadata& meta, std::string_view subscription,
+                                 bool already_handled) {
     not_run_ids_.push_back(meta.id);
-    bump(not_run_);
+    if (!already_handled) bump(not_run_);
     engine_.report(meta, subscription,
                    "evbus: not run: the engine's stop() deadline passed before this event was "
                    "handled",

@@ -848,9 +848,9 @@ private:
                     deliver_one(d.event, payload_of(d.event), d.meta, entry, stats, nullptr);
                 if (k == run_kind::interrupted) {
                     note_not_run(d.meta, name);
-                } else if (st != nullptr && k != run_kind::failed) {
-                    release(name, d.meta.key.view());
+                    return;  // counted in not_run, so not in handled
                 }
+                if (st != nullptr && k != run_kind::failed) release(name, d.meta.key.view());
             }
             detail::bump(handled);
         }
@@ -884,7 +884,7 @@ private:
                 const run_kind r = deliver_one(item.event, payload_of(item.event), item.meta,
                                                row[i], *stats_row(index)[i], nullptr);
                 if (r == run_kind::interrupted) {
-                    note_not_run(item.meta, name);
+                    note_not_run(item.meta, name, true);  // counted in handled when it parked
                     return;
                 }
                 if (r == run_kind::failed && st.head != 0) return;  // parked again behind it

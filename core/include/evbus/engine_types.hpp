@@ -110,11 +110,14 @@ struct engine_health {
 };
 
 /// Counters of one shard since the engine started. Each is monotonic; together they are a
-/// racy snapshot (read one by one while the worker runs).
+/// racy snapshot (read one by one while the worker runs). Every accepted event ends up
+/// counted once, in handled or in not_run, so after stop() accepted == handled + not_run. A
+/// parked delivery counts as finished: an event released from a park and then cut off by
+/// stop() is listed in stop_report::not_run but stays counted in handled.
 struct shard_metrics {
     std::size_t shard = 0;
     std::uint64_t accepted = 0;       ///< events posted or requeued into this shard
-    std::uint64_t handled = 0;        ///< events whose every subscription finished
+    std::uint64_t handled = 0;        ///< events whose every subscription finished or parked
     std::uint64_t failed = 0;         ///< failed handler attempts
     std::uint64_t retried = 0;        ///< retries made
     std::uint64_t dead_lettered = 0;  ///< deliveries written to the dead-letter store

@@ -1,6 +1,7 @@
 #include <evbus/engine.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -155,4 +156,48 @@ TEST_CASE("parking: a restarted engine keeps a key parked behind its stored head
     REQUIRE_FALSE(second.requeue(store->list().front().id));
     second.drain();
     CHECK(handled == std::vector<std::string>{"A1", "A2"});
+}
+
+TEST_CASE("parking: an event cut off by stop() while requeued or released counts once",
+          "[engine][parking][metrics]") {
+    // "requeued": the requeued head itself waits out a retry backoff when stop() comes.
+    // "released": the head succeeds, and the event parked behind it waits out the backoff.
+    const bool head_waits = GENERATE(true, false);
+    CAPTURE(head_waits);
+    test_bus bus;
+    std::atomic<bool> requeued{false};
+    std::atomic<bool> in_backoff{false};
+    evbus::subscribe_options o = parking();
+    o.retry.max_attempts = 3;
+    o.retry.initial_delay = std::chrono::hours(1);  // only stop() ends the backoff
+    auto sub = bus.subscribe(
+        "ledger",
+        [&](const step& s) -> evbus::handler_result {
+            if (!requeued) {
+                if (s.n == 1) return evbus::handler_result::fail("first time");
+                return evbus::handler_result::ok();
+            }
+            if (s.n == (head_waits ? 1 : 2)) {
+                in_backoff = true;
+                return evbus::handler_result::retry("later");
+            }
+            return evbus::handler_result::ok();
+        },
+        o);
+    test_engine engine(bus, {.shards = 1});
+    engine.post(step{"A", 1});
+    engine.post(step{"A", 2});  // parked behind A1
+    engine.drain();
+    const auto letters = engine.dead_letters().list();
+    REQUIRE(letters.size() == 1);
+    requeued = true;
+    REQUIRE_FALSE(engine.requeue(letters[0].id));
+    REQUIRE(wait_until([&] { return in_backoff.load(); }));
+    const evbus::stop_report report = engine.stop(std::chrono::steady_clock::now());
+    CHECK(report.not_run.size() == 1);
+
+    const evbus::shard_metrics m = engine.metrics().shards.at(0);
+    CHECK(m.accepted == 3);  // A1, A2, and A1 again (requeued)
+    CHECK(m.accepted == m.handled + m.not_run);
+    CHECK(m.not_run == (head_waits ? 1 : 0));  // a released A2 counted in handled when parked
 }

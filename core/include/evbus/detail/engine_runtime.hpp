@@ -194,8 +194,11 @@ public:
     [[nodiscard]] const failure_detail& failure() const noexcept { return failure_; }
 
     /// Records an event cut off by stop()'s deadline: kept for the stop report and sent to
-    /// the error sink. Worker only.
-    void note_not_run(const metadata& meta, std::string_view subscription);
+    /// the error sink, and counted in not_run unless `already_handled` (an event released
+    /// from a park: parking it counted it in handled, and each event counts once). Worker
+    /// only.
+    void note_not_run(const metadata& meta, std::string_view subscription,
+                      bool already_handled = false);
     /// The ids noted by note_not_run(). Only after the worker was joined.
     [[nodiscard]] std::vector<event_id> take_not_run() { return std::move(not_run_ids_); }
 
