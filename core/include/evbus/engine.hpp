@@ -107,9 +107,16 @@ namespace evbus {
 
 template <class Set>
 struct engine_options {
-    /// Number of shards (worker threads, the concurrency cap); 0: one per hardware thread.
+    /// Most shards an engine runs (each is a thread).
+    static constexpr std::size_t max_shards = 4096;
+    /// Most slots in one shard's ring (2^30).
+    static constexpr std::size_t max_ring_capacity = std::size_t{1} << 30;
+
+    /// Number of shards (worker threads, the concurrency cap), at most max_shards; 0: one
+    /// per hardware thread.
     std::size_t shards = 0;
-    /// Slots per shard ring; a power of two >= 2. Each slot holds one event and its metadata.
+    /// Slots per shard ring; a power of two, 2 to max_ring_capacity. Each slot holds one
+    /// event and its metadata.
     std::size_t ring_capacity = 1024;
     /// Most events a worker takes from its ring in one go.
     std::size_t batch_size = 64;
@@ -189,8 +196,9 @@ public:
     using letter = dead_letter<Set>;
     using clock = std::chrono::steady_clock;
 
-    /// Starts the shards. Throws std::invalid_argument naming a bad option, std::system_error
-    /// when a thread cannot start. The bus must outlive the engine.
+    /// Starts the shards. Throws std::invalid_argument naming a bad option and its value,
+    /// std::bad_alloc when the rings do not fit in memory, std::system_error when a thread
+    /// cannot start. The bus must outlive the engine.
     explicit engine(bus<Set>& source, engine_options<Set> options = {})
         : options_(checked(std::move(options))),
           registry_(source.table()),
@@ -903,21 +911,33 @@ private:
     };
 
     static engine_options<Set> checked(engine_options<Set> o) {
+        using options = engine_options<Set>;
         if (o.shards == 0) o.shards = std::max<std::size_t>(1, std::thread::hardware_concurrency());
-        if (o.ring_capacity < 2 || (o.ring_capacity & (o.ring_capacity - 1)) != 0) {
+        if (o.shards > options::max_shards) {
+            throw std::invalid_argument("evbus: engine_options.shards is " +
+                                        std::to_string(o.shards) + "; it must be at most " +
+                                        std::to_string(options::max_shards));
+        }
+        if (o.ring_capacity < 2 || (o.ring_capacity & (o.ring_capacity - 1)) != 0 ||
+            o.ring_capacity > options::max_ring_capacity) {
             throw std::invalid_argument("evbus: engine_options.ring_capacity is " +
                                         std::to_string(o.ring_capacity) +
-                                        "; it must be a power of two >= 2");
+                                        "; it must be a power of two from 2 to " +
+                                        std::to_string(options::max_ring_capacity));
         }
         if (o.batch_size == 0) {
             throw std::invalid_argument("evbus: engine_options.batch_size is 0; it must be >= 1");
         }
-        if (o.stuck_after.count() < 0 || o.watchdog_interval.count() < 0 ||
-            o.shutdown_budget.count() < 0) {
-            throw std::invalid_argument(
-                "evbus: engine_options.stuck_after, watchdog_interval and shutdown_budget must "
-                "not be negative");
-        }
+        const auto not_negative = [](std::chrono::nanoseconds d, const char* name) {
+            if (d.count() < 0) {
+                throw std::invalid_argument("evbus: engine_options." + std::string(name) + " is " +
+                                            std::to_string(d.count()) +
+                                            " ns; it must not be negative");
+            }
+        };
+        not_negative(o.stuck_after, "stuck_after");
+        not_negative(o.watchdog_interval, "watchdog_interval");
+        not_negative(o.shutdown_budget, "shutdown_budget");
         return o;
     }
 

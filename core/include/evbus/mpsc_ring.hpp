@@ -85,6 +85,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <new>
 #include <optional>
@@ -144,7 +145,8 @@ public:
     static constexpr std::size_t prefetch_distance = 3;
 
     /// Creates an empty ring of `capacity` slots. Throws std::invalid_argument naming the
-    /// value unless it is a power of two >= 2; std::bad_alloc when memory runs out.
+    /// value unless it is a power of two >= 2 whose slots fit in the address space;
+    /// std::bad_alloc when memory runs out.
     /// Not thread-safe (construction). O(capacity); the only allocation the ring makes.
     explicit mpsc_ring(std::size_t capacity)
         : mask_(checked_capacity(capacity) - 1), slots_(new slot[capacity]) {
@@ -423,6 +425,14 @@ private:
         if (capacity < 2 || (capacity & (capacity - 1)) != 0) {
             throw std::invalid_argument("evbus::mpsc_ring: capacity " + std::to_string(capacity) +
                                         " is not a power of two >= 2");
+        }
+        // Also keeps positions one lap apart comparable as signed distances (within_lap).
+        constexpr std::size_t addressable =
+            static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) / sizeof(slot);
+        if (capacity > addressable) {
+            throw std::invalid_argument("evbus::mpsc_ring: capacity " + std::to_string(capacity) +
+                                        " slots of " + std::to_string(sizeof(slot)) +
+                                        " bytes exceed the address space");
         }
         return capacity;
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "engine_test_support.hpp"
 
 using namespace engine_test;
+using namespace std::chrono_literals;
 
 TEST_CASE("engine: five events with one key are handled in order 1..5", "[engine][order]") {
     test_bus bus;
@@ -225,8 +227,18 @@ TEST_CASE("engine: bad options are rejected with a message naming the option",
     test_bus bus;
     CHECK_THROWS_WITH(test_engine(bus, {.shards = 1, .ring_capacity = 1000}),
                       Catch::Contains("ring_capacity is 1000"));
+    CHECK_THROWS_WITH(test_engine(bus, {.shards = 1, .ring_capacity = std::size_t{1} << 31}),
+                      Catch::Contains("ring_capacity is 2147483648"));
+    CHECK_THROWS_WITH(test_engine(bus, {.shards = evbus::engine_options<events>::max_shards + 1}),
+                      Catch::Contains("shards is 4097"));
     CHECK_THROWS_WITH(test_engine(bus, {.shards = 1, .batch_size = 0}),
                       Catch::Contains("batch_size"));
+    CHECK_THROWS_WITH(test_engine(bus, {.shards = 1, .stuck_after = -1ns}),
+                      Catch::Contains("stuck_after is -1 ns"));
+    CHECK_THROWS_WITH(test_engine(bus, {.shards = 1, .watchdog_interval = -2ns}),
+                      Catch::Contains("watchdog_interval is -2 ns"));
+    CHECK_THROWS_WITH(test_engine(bus, {.shards = 1, .shutdown_budget = -3ns}),
+                      Catch::Contains("shutdown_budget is -3 ns"));
     evbus::subscribe_options bad;
     bad.retry.multiplier = 0.5;
     CHECK_THROWS_WITH(bus.subscribe(

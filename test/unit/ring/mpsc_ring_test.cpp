@@ -91,6 +91,9 @@ TEST_CASE("ring: capacity must be a power of two of at least two", "[core][ring]
     CHECK_THROWS_WITH(mpsc_ring<int>(1), Catch::Contains("capacity 1"));
     CHECK_THROWS_WITH(mpsc_ring<int>(3), Catch::Contains("capacity 3 is not a power of two"));
     CHECK_THROWS_AS(mpsc_ring<int>(1000), std::invalid_argument);
+    // Too large to address at all: a clear error, not std::bad_array_new_length.
+    CHECK_THROWS_WITH(mpsc_ring<int>(std::size_t{1} << 62),
+                      Catch::Contains("capacity 4611686018427387904 slots of 64 bytes exceed"));
 }
 
 TEST_CASE("ring: try_push reports full and leaves the value untouched", "[core][ring]") {
