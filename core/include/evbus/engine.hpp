@@ -259,9 +259,16 @@ public:
     }
 
     /// Like post(), for the named subscriptions only (names not subscribed are ignored): a
-    /// durable outbox resubmits just the unfinished deliveries of an event. Allocates.
+    /// durable outbox resubmits just the unfinished deliveries of an event. An empty list
+    /// throws std::invalid_argument and queues nothing (post() is the call for every
+    /// subscription). Allocates.
     template <class E>
     void post_to(std::vector<std::string> subscriptions, E&& event, metadata meta = {}) {
+        if (subscriptions.empty()) {
+            throw std::invalid_argument(
+                "evbus: engine::post_to() got no subscription names; nothing was queued (use "
+                "post() to deliver to every subscription)");
+        }
         auto x = std::make_unique<detail::delivery_extras>();
         x->only = std::move(subscriptions);
         throw_if(submit(std::forward<E>(event), meta, std::move(x), true), "post_to");

@@ -192,6 +192,13 @@ TEST_CASE("engine: post_to delivers to the named subscriptions only", "[engine][
     engine.drain();
     CHECK(a == 1);
     CHECK(b == 2);
+    // No names is a mistake, not "every subscription": it is refused and nothing is queued.
+    CHECK_THROWS_WITH(engine.post_to({}, step{"dave", 3}),
+                      Catch::Contains("post_to() got no subscription names"));
+    engine.drain();
+    CHECK(a == 1);
+    CHECK(b == 2);
+    CHECK(engine.metrics().shards[0].accepted == 2);
 }
 
 TEST_CASE("engine: a variant is posted as the alternative it holds; causation propagates",
