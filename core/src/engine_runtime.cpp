@@ -223,10 +223,14 @@ void shard_runtime::note_failure(const subscription_state& sub, subscription_sta
 run_result shard_runtime::retry(const dispatch_entry& entry, subscription_stats& stats,
                                 const void* payload, metadata& meta) {
     const retry_policy& policy = entry.sub->options.retry;
-    for (std::uint32_t n = 2;; ++n) {  // attempt n - 1 failed
-        if (!retryable_ || n > policy.max_attempts) return {run_result::kind::failed, n - 1};
+    // `made` attempts failed. Counting those made, not the next one's number, means no
+    // counter passes max_attempts: with max_attempts at its type's maximum, a next-attempt
+    // counter would wrap to 0 after the last attempt and retry forever.
+    for (std::uint32_t made = 1;; ++made) {
+        if (!retryable_ || made >= policy.max_attempts) return {run_result::kind::failed, made};
+        const std::uint32_t n = made + 1;
         if (!engine_.sleep_for_retry(backoff_delay(policy, n, next_unit()))) {
-            return {run_result::kind::interrupted, n - 1};
+            return {run_result::kind::interrupted, made};
         }
         bump(stats.retried);
         bump(retried_);
@@ -235,7 +239,7 @@ run_result shard_runtime::retry(const dispatch_entry& entry, subscription_stats&
             case attempt_outcome::succeeded:
                 return {run_result::kind::succeeded, n};
             case attempt_outcome::skipped:
-                return {run_result::kind::skipped, n - 1};
+                return {run_result::kind::skipped, made};
             case attempt_outcome::failed:
                 break;
         }
