@@ -125,7 +125,8 @@ nlohmann::json engine_json(const evbus::engine_metrics& m) {
                           {"retried", sh.retried},
                           {"dead_lettered", sh.dead_lettered},
                           {"parked", sh.parked},
-                          {"queue_depth", sh.queue_depth}});
+                          {"queue_depth", sh.queue_depth},
+                          {"waiting_posts", sh.waiting_posts}});
     }
     nlohmann::json subscriptions = nlohmann::json::array();
     for (const auto& su : m.subscriptions) {

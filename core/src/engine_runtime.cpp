@@ -110,9 +110,7 @@ bool shard_runtime::enter_post() noexcept {
 }
 
 void shard_runtime::leave_post() noexcept {
-    // seq_cst: the other half of the Dekker pair (stop() must see the registration gone).
-    const std::uint64_t before = producers_.fetch_sub(1, std::memory_order_seq_cst);
-    if (before == 1 && !engine_.accepting()) engine_.producers_gone();
+    engine_.leave(*this);
 }
 
 const dispatch_table& shard_runtime::reload_table() {
@@ -336,9 +334,13 @@ bool engine_runtime::no_producers() const noexcept {
     return true;
 }
 
-void engine_runtime::producers_gone() noexcept {
-    { const std::lock_guard lock(drain_mutex_); }  // close() is waiting or will look again
-    drain_cv_.notify_all();
+void engine_runtime::leave(shard_runtime& shard) noexcept {
+    // Under the mutex close() and wait_producers() read the counts with: once they see this
+    // registration gone, this call is done with the engine (notify included).
+    const std::lock_guard lock(drain_mutex_);
+    // seq_cst: the other half of the Dekker pair (stop() must see the registration gone).
+    shard.producers_.fetch_sub(1, std::memory_order_seq_cst);
+    if (!accepting()) drain_cv_.notify_all();
 }
 
 bool engine_runtime::close(std::chrono::steady_clock::time_point deadline) {
@@ -473,6 +475,7 @@ engine_metrics engine_runtime::metrics() const {
         m.parked = s->parked.load(rx);
         m.not_run = s->not_run_.load(rx);
         m.queue_depth = s->approx_depth();
+        m.waiting_posts = s->waiting_posts_.load(rx);
         out.shards.push_back(m);
 
         const std::lock_guard lock(s->mutex_);

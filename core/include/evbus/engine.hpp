@@ -56,8 +56,11 @@
 // shard. A post that still saw the engine open therefore claimed before the marker and is
 // handled (or reported) before the shard reaches it; a post that sees the flag fills its
 // claimed slot with a refusal the worker skips and returns `closed`. Posts waiting for
-// ring space are woken by stop() and return `closed` without claiming. drain() and
-// requeue() register with a counter that stop() waits for, as they are rare.
+// ring space are woken by stop() and return `closed` without claiming. drain(), requeue()
+// and posts about to wait for space register with a counter that stop() waits for, as they
+// are rare: when stop() returns, none of them is still inside the engine. A post on the
+// fast path has no registration, so destroy the engine only after the threads that post
+// have returned from it (stop() first, to wake those waiting for space, then join them).
 //
 // Limits: a handler must not post with post() into its own shard when that ring is full
 // (it would wait for itself): post() then throws engine_errc::full instead of blocking;
@@ -493,6 +496,11 @@ private:
                     if (!block || detail::engine_runtime::on_worker_of(*this)) {
                         return engine_errc::full;
                     }
+                    // Registered while it waits: stop() wakes it and then waits until it has
+                    // left, so an engine destroyed right after stop() (or by its destructor)
+                    // has no post still waiting inside it.
+                    const detail::post_guard waiting(*this, true);
+                    if (!waiting.entered()) return engine_errc::closed;
                     ring_.wait_for_space([this] { return !runtime().accepting(); });
                     if (!runtime().accepting()) return engine_errc::closed;
                 }

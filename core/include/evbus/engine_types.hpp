@@ -124,6 +124,7 @@ struct shard_metrics {
     std::uint64_t parked = 0;         ///< deliveries held behind a dead letter
     std::uint64_t not_run = 0;        ///< events cut off by stop()'s deadline
     std::size_t queue_depth = 0;      ///< approximate events waiting in the ring
+    std::size_t waiting_posts = 0;    ///< post() calls waiting for ring space now
 };
 
 /// Counters of one subscription (by name) summed over all shards.

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -46,10 +47,12 @@ TEST_CASE("backpressure: a stalled shard blocks post(), try_post() says full, no
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     CHECK(posted.load() == int{capacity});
     CHECK(engine.metrics().shards[0].queue_depth == capacity);
+    CHECK(wait_until([&] { return engine.metrics().shards[0].waiting_posts == 1; }));
 
     stall.open();
     producer.join();
     engine.drain();
+    CHECK(engine.metrics().shards[0].waiting_posts == 0);
     CHECK_FALSE(gave_up);
     REQUIRE(seen.size() == static_cast<std::size_t>(total));
     for (int n = 0; n < total; ++n) CHECK(seen[static_cast<std::size_t>(n)] == n);
@@ -101,4 +104,40 @@ TEST_CASE("backpressure: a post waiting on a full ring gets 'closed' as soon as 
     CHECK(report.complete());
     CHECK(handled.load() == int{capacity});
     CHECK(engine.metrics().shards[0].accepted == capacity);
+}
+
+TEST_CASE("backpressure: an engine destroyed under posts waiting for space wakes them first",
+          "[engine][backpressure][lifecycle]") {
+    constexpr int waiting = 4;
+    test_bus bus;
+    std::atomic<bool> stalled{false};
+    // Holds the worker until the destructor's stop() asks it to return.
+    auto sub = bus.subscribe("slow", [&](const step& s, evbus::handler_context& ctx) {
+        if (s.n != 0) return;
+        stalled = true;
+        (void)wait_until([&] { return ctx.stop_token().stop_requested(); });
+    });
+    auto engine = std::make_unique<test_engine>(
+        bus, evbus::engine_options<events>{.shards = 1, .ring_capacity = 2, .shutdown_budget = {}});
+    engine->post(step{"k", 0});
+    REQUIRE(wait_until([&] { return stalled.load(); }));
+    int filled = 0;  // the stalled worker frees nothing, so this ends with the ring full
+    while (!engine->try_post(step{"k", 1})) ++filled;
+    REQUIRE(filled >= 1);
+    std::atomic<int> refused{0};
+    std::vector<std::thread> producers;
+    for (int p = 0; p < waiting; ++p) {
+        producers.emplace_back([raw = engine.get(), &refused, p] {
+            try {
+                raw->post(step{"k", 10 + p});
+            } catch (const std::system_error& e) {
+                if (e.code() == evbus::engine_errc::closed) ++refused;
+            }
+        });
+    }
+    // Every producer is inside post(), waiting; none touches the engine after it returns.
+    REQUIRE(wait_until([&] { return engine->metrics().shards[0].waiting_posts == waiting; }));
+    engine.reset();  // stop() wakes them and waits until they have left the engine
+    for (auto& t : producers) t.join();
+    CHECK(refused == waiting);
 }

@@ -1,12 +1,13 @@
 // evbus/detail/engine_runtime.hpp — the non-template half of evbus::engine<Set>.
 //
 // engine_runtime owns what does not depend on the event set: the lifecycle flags, the
-// registration of drain() and requeue() callers that stop() waits for, drain tickets, the
-// retry sleep, the watchdog thread, health and metrics. shard_runtime is the untyped part of one
-// shard: its counters, its cached dispatch table with per-subscription statistics, the
-// published "current call" record the watchdog reads, its stop source, and run(), which
-// calls one subscription for one event with timeouts, retries and failure reports. The
-// typed shard (in engine.hpp) adds the ring, the worker thread and parking.
+// registration of the callers stop() waits for (drain(), requeue(), posts waiting for ring
+// space), drain tickets, the retry sleep, the watchdog thread, health and metrics.
+// shard_runtime is the untyped part of one shard: its counters, its cached dispatch table
+// with per-subscription statistics, the published "current call" record the watchdog reads,
+// its stop source, and run(), which calls one subscription for one event with timeouts,
+// retries and failure reports. The typed shard (in engine.hpp) adds the ring, the worker
+// thread and parking.
 //
 // Memory ordering:
 // - post() vs stop (Dekker through the ring). A post claims its ring position (a seq_cst
@@ -16,10 +17,12 @@
 //   refusal, or its claim precedes the store and so the marker's claim: the event lies
 //   before the marker and is handled before the shard reaches it. A post thus costs no
 //   atomic operation of its own beyond the ring's.
-// - drain() and requeue() vs stop (Dekker). They increment their shard's producer count and
-//   then read closed_; stop stores closed_ and then reads every shard's count; all seq_cst,
-//   so either the caller sees closed_ (and backs out) or stop sees it (and waits for it to
-//   leave before it pushes its markers).
+// - drain(), requeue() and posts about to wait for ring space vs stop (Dekker). They
+//   increment their shard's producer count and then read closed_; stop stores closed_ and
+//   then reads every shard's count; all seq_cst, so either the caller sees closed_ (and
+//   backs out) or stop sees it (and waits for it to leave). A caller leaves by decrementing
+//   under the drain mutex, under which stop reads the counts: stop cannot see the last one
+//   leave, return, and let the engine be destroyed while that caller still touches it.
 // - Accepted events are counted without a per-post RMW: ring claims minus the claims that
 //   carried no event (markers, release notices, refusals). Each of those is counted after
 //   its claim, with a release increment; metrics() reads that count with acquire before the
@@ -202,10 +205,12 @@ public:
     /// The ids noted by note_not_run(). Only after the worker was joined.
     [[nodiscard]] std::vector<event_id> take_not_run() { return std::move(not_run_ids_); }
 
-    /// Registers a drain() or requeue() caller with this shard; false (nothing registered)
-    /// once the engine is closed. Thread-safe, lock-free: one seq_cst RMW.
+    /// Registers a caller stop() must wait for (drain(), requeue(), a post about to wait for
+    /// ring space) with this shard; false (nothing registered) once the engine is closed.
+    /// Thread-safe, lock-free: one seq_cst RMW.
     [[nodiscard]] bool enter_post() noexcept;
-    /// Ends a registration. Thread-safe, one RMW.
+    /// Ends a registration; the caller's last touch of the engine. Thread-safe; one RMW under
+    /// the engine's drain mutex.
     void leave_post() noexcept;
     /// Callers registered now. Thread-safe (seq_cst, for stop()'s side of the Dekker pair).
     [[nodiscard]] std::uint64_t producers() const noexcept {
@@ -234,6 +239,7 @@ public:
 
 private:
     friend class engine_runtime;
+    friend class post_guard;
 
     struct call_snapshot {
         std::uint64_t generation = 0;
@@ -424,9 +430,11 @@ private:
     std::atomic<std::uint64_t> retried_{0};
     std::atomic<std::uint64_t> not_run_{0};
 
-    // Written by drain(), requeue(), discard() and refused posts only, on a line of its own.
+    // Written by drain(), requeue(), discard(), refused posts and posts waiting for ring space
+    // only, on a line of its own.
     alignas(64) std::atomic<std::uint64_t> producers_{0};
     std::atomic<std::uint64_t> non_events_{0};
+    std::atomic<std::uint64_t> waiting_posts_{0};
 
 public:
     // Worker-written counters (see shard_metrics); read by metrics(). On a line of their own:
@@ -462,12 +470,15 @@ public:
     [[nodiscard]] bool accepting() const noexcept {
         return !closed_.load(std::memory_order_seq_cst);
     }
-    /// The last producer of a closed engine left: wake close(). Thread-safe.
-    void producers_gone() noexcept;
+    /// Ends a registration with `shard`: decrements its count under the drain mutex and
+    /// wakes close() or wait_producers() when the engine is closed (see "Memory ordering").
+    /// Thread-safe.
+    void leave(shard_runtime& shard) noexcept;
 
     // ---- lifecycle (engine<Set>::stop runs these in order) ------------------------------
     /// Refuses new posts, wakes those waiting for ring space, and waits until the registered
-    /// drain()/requeue() callers left or `deadline` passed; false on the deadline.
+    /// callers (drain(), requeue(), woken posts) left or `deadline` passed; false on the
+    /// deadline.
     /// Thread-safe; one caller at a time.
     bool close(std::chrono::steady_clock::time_point deadline);
     /// Waits, without deadline, until no producer is registered. After close().
@@ -542,22 +553,28 @@ private:
     std::thread watchdog_;
 };
 
-/// RAII registration of a drain() or requeue() caller with one shard
-/// (shard_runtime::enter_post / leave_post).
+/// RAII registration of a caller stop() waits for with one shard
+/// (shard_runtime::enter_post / leave_post); for a post waiting for ring space (`waiting`),
+/// also counted in the shard's waiting_posts gauge while registered.
 class post_guard {
 public:
-    explicit post_guard(shard_runtime& shard) noexcept
-        : shard_(shard), entered_(shard.enter_post()) {}
+    explicit post_guard(shard_runtime& shard, bool waiting = false) noexcept
+        : shard_(shard), entered_(shard.enter_post()), waiting_(entered_ && waiting) {
+        // Relaxed: a gauge for metrics(); nothing is ordered by it.
+        if (waiting_) shard_.waiting_posts_.fetch_add(1, std::memory_order_relaxed);
+    }
     post_guard(const post_guard&) = delete;
     post_guard& operator=(const post_guard&) = delete;
     ~post_guard() {
-        if (entered_) shard_.leave_post();
+        if (waiting_) shard_.waiting_posts_.fetch_sub(1, std::memory_order_relaxed);  // as above
+        if (entered_) shard_.leave_post();  // the last touch of the engine
     }
     [[nodiscard]] bool entered() const noexcept { return entered_; }
 
 private:
     shard_runtime& shard_;
     bool entered_;
+    bool waiting_;
 };
 
 }  // namespace evbus::detail
