@@ -285,9 +285,8 @@ void engine_runtime::watchdog_loop() {
     name_this_thread("evbus-watchdog");
     std::unique_lock lock(watch_mutex_);
     while (!watch_stop_) {
-        watch_cv_.wait_until(
-            lock, deadline_after(std::chrono::steady_clock::now(), settings_.watchdog_interval),
-            [this] { return watch_stop_; });
+        watch_cv_.wait_until(lock, deadline_in(settings_.watchdog_interval),
+                             [this] { return watch_stop_; });
         if (watch_stop_) break;
         lock.unlock();
         watch_once();
@@ -335,8 +334,8 @@ bool engine_runtime::no_producers() const noexcept {
 }
 
 void engine_runtime::leave(shard_runtime& shard) noexcept {
-    // Under the mutex close() and wait_producers() read the counts with: once they see this
-    // registration gone, this call is done with the engine (notify included).
+    // Under the mutex that close() and wait_producers() hold while they read the counts: once
+    // they see this registration gone, this call is done with the engine (notify included).
     const std::lock_guard lock(drain_mutex_);
     // seq_cst: the other half of the Dekker pair (stop() must see the registration gone).
     shard.producers_.fetch_sub(1, std::memory_order_seq_cst);
@@ -400,8 +399,7 @@ void engine_runtime::wait_ticket(drain_ticket& ticket) {
 bool engine_runtime::sleep_for_retry(std::chrono::nanoseconds delay) {
     std::unique_lock lock(retry_mutex_);
     if (delay.count() <= 0) return !aborting();
-    return !retry_cv_.wait_until(lock, deadline_after(std::chrono::steady_clock::now(), delay),
-                                 [this] { return aborting(); });
+    return !retry_cv_.wait_until(lock, deadline_in(delay), [this] { return aborting(); });
 }
 
 void engine_runtime::report(const metadata& meta, std::string_view subscription,

@@ -233,7 +233,7 @@ public:
     /// error sink.
     ~engine() {
         try {
-            stop(detail::deadline_after(clock::now(), options_.shutdown_budget));
+            stop(detail::deadline_in(options_.shutdown_budget));
         } catch (...) {
             // Out of memory while building the report: still never leave threads running.
             runtime_.abort();
@@ -372,9 +372,7 @@ public:
     }
 
     /// stop(now + shutdown_budget).
-    stop_report stop() {
-        return stop(detail::deadline_after(clock::now(), options_.shutdown_budget));
-    }
+    stop_report stop() { return stop(detail::deadline_in(options_.shutdown_budget)); }
 
     // ---- dead letters --------------------------------------------------------------------
 

@@ -405,7 +405,7 @@ public:
         const std::uint64_t target = store_.commits().generation();
         {
             std::unique_lock lock(mutex_);
-            const auto deadline = detail::deadline_after(std::chrono::steady_clock::now(), timeout);
+            const auto deadline = detail::deadline_in(timeout);
             const bool idle = changed_.wait_until(lock, deadline, [&] {
                 return stopping_.load(std::memory_order_relaxed) ||
                        (idle_generation_ >= target && requests_.empty() && idle_rounds_ > 0);
@@ -638,7 +638,7 @@ private:
 
     void wait_stopping(std::chrono::nanoseconds d) {
         std::unique_lock lock(mutex_);
-        changed_.wait_until(lock, detail::deadline_after(std::chrono::steady_clock::now(), d),
+        changed_.wait_until(lock, detail::deadline_in(d),
                             [&] { return stopping_.load(std::memory_order_relaxed); });
     }
 

@@ -19,8 +19,7 @@ std::uint64_t commit_signal::generation() const noexcept {
 
 std::uint64_t commit_signal::wait(std::uint64_t seen, std::chrono::nanoseconds timeout) const {
     std::unique_lock lock(mutex_);
-    changed_.wait_until(lock, detail::deadline_after(std::chrono::steady_clock::now(), timeout),
-                        [&] { return generation_ != seen; });
+    changed_.wait_until(lock, detail::deadline_in(timeout), [&] { return generation_ != seen; });
     return generation_;
 }
 

@@ -22,4 +22,10 @@ namespace evbus::detail {
     return from + step;
 }
 
+/// deadline_after(now, d): the deadline of a wait of `d` that starts now.
+[[nodiscard]] inline std::chrono::steady_clock::time_point deadline_in(
+    std::chrono::nanoseconds d) noexcept {
+    return deadline_after(std::chrono::steady_clock::now(), d);
+}
+
 }  // namespace evbus::detail
