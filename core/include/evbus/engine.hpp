@@ -143,6 +143,26 @@ struct engine_options {
 
 namespace detail {
 
+/// Throws std::invalid_argument naming `owner`'s field and its value unless `shards` (after
+/// 0 became the hardware's thread count) and `ring_capacity` are within engine_options'
+/// bounds. Shared by the engine and the options structs that feed it, so the rule is stated
+/// once. Thread-safe; O(1).
+template <class Set>
+void check_shard_sizes(std::size_t shards, std::size_t ring_capacity, const char* owner) {
+    using options = engine_options<Set>;
+    if (shards > options::max_shards) {
+        throw std::invalid_argument("evbus: " + std::string(owner) + ".shards is " +
+                                    std::to_string(shards) + "; it must be at most " +
+                                    std::to_string(options::max_shards));
+    }
+    if (ring_capacity < 2 || (ring_capacity & (ring_capacity - 1)) != 0 ||
+        ring_capacity > options::max_ring_capacity) {
+        throw std::invalid_argument(
+            "evbus: " + std::string(owner) + ".ring_capacity is " + std::to_string(ring_capacity) +
+            "; it must be a power of two from 2 to " + std::to_string(options::max_ring_capacity));
+    }
+}
+
 /// A ring entry that carries no event: a drain marker (ticket set), a parking release
 /// notice (ticket null; the delivery_extras say which letter), or a post refused because
 /// stop() began after it claimed its slot (ticket and extras null).
@@ -924,20 +944,8 @@ private:
     };
 
     static engine_options<Set> checked(engine_options<Set> o) {
-        using options = engine_options<Set>;
         if (o.shards == 0) o.shards = std::max<std::size_t>(1, std::thread::hardware_concurrency());
-        if (o.shards > options::max_shards) {
-            throw std::invalid_argument("evbus: engine_options.shards is " +
-                                        std::to_string(o.shards) + "; it must be at most " +
-                                        std::to_string(options::max_shards));
-        }
-        if (o.ring_capacity < 2 || (o.ring_capacity & (o.ring_capacity - 1)) != 0 ||
-            o.ring_capacity > options::max_ring_capacity) {
-            throw std::invalid_argument("evbus: engine_options.ring_capacity is " +
-                                        std::to_string(o.ring_capacity) +
-                                        "; it must be a power of two from 2 to " +
-                                        std::to_string(options::max_ring_capacity));
-        }
+        detail::check_shard_sizes<Set>(o.shards, o.ring_capacity, "engine_options");
         if (o.batch_size == 0) {
             throw std::invalid_argument("evbus: engine_options.batch_size is 0; it must be >= 1");
         }

@@ -91,20 +91,28 @@ enum class dispatch_stage : std::uint8_t {
     completed,  ///< those completions recorded
 };
 
+/// Checked by outbox_dispatcher's constructor (std::invalid_argument naming the field and its
+/// value).
 struct dispatcher_options {
-    /// Rows claimed per store transaction.
+    /// Rows claimed per store transaction; at least 1.
     std::size_t batch_size = 256;
-    /// Longest sleep between looks at the outbox when no commit of this process wakes it.
+    /// Longest sleep between looks at the outbox when no commit of this process wakes it,
+    /// and the pause before retrying after a store failure; positive (a zero or negative
+    /// interval would poll the store without pause). An interval too long for nanoseconds
+    /// (milliseconds::max()) waits as long as nanoseconds::max(), about 292 years.
     std::chrono::milliseconds poll_interval{200};
     /// At start(), deliver again what was confirmed but not completed before (a crash).
     bool resubmit_unfinished = true;
     /// How often history and inbox rows older than `retention` are pruned (stores that keep
-    /// history); zero retention never prunes.
+    /// history); zero retention never prunes. Neither may be negative; prune_every zero prunes
+    /// on every round of the dispatch loop.
     std::chrono::seconds retention{0};
     std::chrono::seconds prune_every{60};
-    /// The engine's shards (worker threads running the handlers); 0: one per hardware thread.
+    /// The engine's shards (worker threads running the handlers); 0: one per hardware thread;
+    /// at most engine_options::max_shards.
     std::size_t shards = 0;
-    /// Slots per shard ring (a power of two >= 2); posting waits while a shard's ring is full.
+    /// Slots per shard ring, a power of two from 2 to engine_options::max_ring_capacity;
+    /// posting waits while a shard's ring is full.
     std::size_t ring_capacity = 1024;
     /// Called at each stage (on the dispatcher thread, or on drain()'s caller when it records
     /// the last completions); must not throw.
@@ -328,13 +336,9 @@ public:
     using codec = payload_codec<Set>;
     using variant_type = typename Set::variant_type;
 
-    /// Throws std::invalid_argument naming a bad option.
+    /// Throws std::invalid_argument naming a bad option and its value.
     outbox_dispatcher(bus<Set>& bus, event_store& store, dispatcher_options options = {})
-        : bus_(bus), store_(store), options_(std::move(options)) {
-        if (options_.batch_size == 0) {
-            throw std::invalid_argument("evbus: dispatcher_options::batch_size must be >= 1");
-        }
-    }
+        : bus_(bus), store_(store), options_(checked(std::move(options))) {}
     outbox_dispatcher(const outbox_dispatcher&) = delete;
     outbox_dispatcher& operator=(const outbox_dispatcher&) = delete;
     ~outbox_dispatcher() { stop(); }
@@ -597,6 +601,29 @@ private:
         stage(dispatch_stage::completed);
     }
 
+    static dispatcher_options checked(dispatcher_options o) {
+        if (o.batch_size == 0) {
+            throw std::invalid_argument(
+                "evbus: dispatcher_options.batch_size is 0; it must be >= 1");
+        }
+        if (o.poll_interval.count() <= 0) {
+            throw std::invalid_argument("evbus: dispatcher_options.poll_interval is " +
+                                        std::to_string(o.poll_interval.count()) +
+                                        " ms; it must be positive");
+        }
+        const auto not_negative = [](std::chrono::seconds d, const char* name) {
+            if (d.count() < 0) {
+                throw std::invalid_argument("evbus: dispatcher_options." + std::string(name) +
+                                            " is " + std::to_string(d.count()) +
+                                            " s; it must not be negative");
+            }
+        };
+        not_negative(o.retention, "retention");
+        not_negative(o.prune_every, "prune_every");
+        detail::check_shard_sizes<Set>(o.shards, o.ring_capacity, "dispatcher_options");
+        return o;
+    }
+
     void run() {
         detail::name_this_thread("evbus-outbox");
         try {
@@ -614,14 +641,14 @@ private:
                 flush_completions();
                 if (options_.retention.count() > 0 && store_.keeps_history() &&
                     std::chrono::steady_clock::now() >= next_prune) {
-                    store_.prune(store_clock::now() - options_.retention);
-                    next_prune = std::chrono::steady_clock::now() + options_.prune_every;
+                    prune();
+                    next_prune = detail::deadline_in(detail::saturating_ns(options_.prune_every));
                 }
             } catch (const std::exception& e) {
                 // A store failure (busy past its timeout, disk full): nothing was confirmed or
                 // completed that was not also recorded, so the next round retries it.
                 report("evbus.dispatcher", {}, e.what());
-                wait_stopping(options_.poll_interval);
+                wait_stopping(detail::saturating_ns(options_.poll_interval));
                 continue;
             }
             if (worked) continue;
@@ -631,9 +658,18 @@ private:
                 ++idle_rounds_;
             }
             changed_.notify_all();
-            store_.commits().wait(generation, options_.poll_interval);
+            store_.commits().wait(generation, detail::saturating_ns(options_.poll_interval));
         }
         changed_.notify_all();
+    }
+
+    // Prunes what is older than the retention; a retention reaching back before the clock's
+    // epoch (seconds::max(), say) keeps everything instead of overflowing the subtraction.
+    void prune() {
+        const auto keep = std::chrono::duration_cast<store_clock::duration>(
+            detail::saturating_ns(options_.retention));
+        const auto now = store_clock::now();
+        if (keep < now.time_since_epoch()) store_.prune(now - keep);
     }
 
     void wait_stopping(std::chrono::nanoseconds d) {

@@ -110,6 +110,21 @@ TEST_CASE("deadline_after: a duration too long to add gives time_point::max()",
     CHECK(evbus::detail::deadline_after(time_point::max() - 1ns, 2ns) == time_point::max());
 }
 
+TEST_CASE("saturating_ns: a duration too long for nanoseconds gives max() or min()",
+          "[engine][timeout]") {
+    using std::chrono::nanoseconds;
+    CHECK(evbus::detail::saturating_ns(2ms) == 2'000'000ns);
+    CHECK(evbus::detail::saturating_ns(-3s) == -3'000'000'000ns);
+    CHECK(evbus::detail::saturating_ns(nanoseconds::max()) == nanoseconds::max());
+    CHECK(evbus::detail::saturating_ns(std::chrono::milliseconds::max()) == nanoseconds::max());
+    CHECK(evbus::detail::saturating_ns(std::chrono::hours::max()) == nanoseconds::max());
+    CHECK(evbus::detail::saturating_ns(std::chrono::seconds::min()) == nanoseconds::min());
+    // The largest whole number of seconds that fits converts exactly.
+    constexpr auto fits = std::chrono::duration_cast<std::chrono::seconds>(nanoseconds::max());
+    CHECK(evbus::detail::saturating_ns(fits - 1s) ==
+          std::chrono::duration_cast<nanoseconds>(fits - 1s));
+}
+
 TEST_CASE("timeout: nanoseconds::max() is no limit, not a deadline in the past",
           "[engine][timeout]") {
     test_bus bus;

@@ -525,3 +525,48 @@ TEST_CASE("dispatcher: a parked key waits behind its persisted dead letter acros
     CHECK(store.unfinished(std::nullopt, 10).empty());
     CHECK(d.dead_letters().empty());
 }
+
+TEST_CASE("dispatcher: bad options are refused, naming the field and its value",
+          "[outbox][dispatcher][options]") {
+    evbus::memory_store store;
+    test_bus bus;
+    const auto refused = [&](auto change, const std::string& message) {
+        evbus::dispatcher_options o;
+        change(o);
+        CHECK_THROWS_MATCHES(dispatcher(bus, store, o), std::invalid_argument,
+                             Catch::Message("evbus: dispatcher_options." + message));
+    };
+    refused([](auto& o) { o.batch_size = 0; }, "batch_size is 0; it must be >= 1");
+    refused([](auto& o) { o.poll_interval = 0ms; }, "poll_interval is 0 ms; it must be positive");
+    refused([](auto& o) { o.poll_interval = -5ms; }, "poll_interval is -5 ms; it must be positive");
+    refused([](auto& o) { o.retention = -1s; }, "retention is -1 s; it must not be negative");
+    refused([](auto& o) { o.prune_every = -60s; }, "prune_every is -60 s; it must not be negative");
+    refused([](auto& o) { o.ring_capacity = 1000; },
+            "ring_capacity is 1000; it must be a power of two from 2 to 1073741824");
+    refused([](auto& o) { o.shards = 5000; }, "shards is 5000; it must be at most 4096");
+}
+
+TEST_CASE("dispatcher: options at their maximum mean no limit", "[outbox][dispatcher][options]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "d-max-options", std::chrono::hours(24));
+    test_bus bus;
+    std::atomic<int> seen{0};
+    auto sub = bus.subscribe("count", [&](const money_transferred&) { ++seen; });
+    evbus::dispatcher_options o;
+    // The longest waits there are: only this process's commits wake the dispatcher.
+    o.poll_interval = std::chrono::milliseconds::max();
+    o.retention = std::chrono::seconds::max();  // keep everything
+    o.prune_every = 0s;                         // prune on every round
+    dispatcher d(bus, *store, o);
+    d.start();
+    for (int i = 1; i <= 3; ++i) commit_one(*store, {"max", i, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    d.stop();  // returns although the dispatcher waits without a time limit
+    CHECK(seen == 3);
+    std::size_t kept = 0;
+    for (const auto& h : d.history()) {
+        CHECK(h.event.has_value());
+        ++kept;
+    }
+    CHECK(kept == 3);  // nothing pruned
+}

@@ -9,8 +9,27 @@
 #pragma once
 
 #include <chrono>
+#include <ratio>
 
 namespace evbus::detail {
+
+/// `d` in nanoseconds, or nanoseconds::max() (min()) when it does not fit: an option given
+/// in coarser units, e.g. milliseconds::max(), then also means "no limit" instead of
+/// overflowing in the conversion. Thread-safe; O(1).
+template <class Rep, class Period>
+[[nodiscard]] constexpr std::chrono::nanoseconds saturating_ns(
+    std::chrono::duration<Rep, Period> d) noexcept {
+    static_assert(std::ratio_greater_equal_v<Period, std::nano>,
+                  "evbus: saturating_ns takes units of a nanosecond or coarser");
+    using std::chrono::nanoseconds;
+    constexpr auto most =
+        std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(nanoseconds::max());
+    constexpr auto least =
+        std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(nanoseconds::min());
+    if (d >= most) return nanoseconds::max();
+    if (d <= least) return nanoseconds::min();
+    return std::chrono::duration_cast<nanoseconds>(d);
+}
 
 /// `from + d`, or time_point::max() when that sum would not fit. `d` must not be negative
 /// (the options that feed it are checked for that). Thread-safe; O(1).
