@@ -512,7 +512,9 @@ private:
                         return engine_errc::closed;
                     }
                     if (!block || detail::engine_runtime::on_worker_of(*this)) {
-                        return engine_errc::full;
+                        // A stop() that began since the claim failed makes this post closed,
+                        // not full: retrying would never help.
+                        return runtime().accepting() ? engine_errc::full : engine_errc::closed;
                     }
                     // Registered while it waits: stop() wakes it and then waits until it has
                     // left, so an engine destroyed right after stop() (or by its destructor)

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -12,6 +13,25 @@
 #include "engine_test_support.hpp"
 
 using namespace engine_test;
+
+namespace {
+
+// An event whose key function waits at a gate when it has one: it holds a post between the
+// engine's first "closed?" look and its claim on the ring.
+struct held_key {
+    static constexpr std::string_view event_name = "test.held_key";
+    gate* hold = nullptr;
+    std::atomic<bool>* inside = nullptr;
+    [[nodiscard]] std::string_view event_key() const {
+        if (hold != nullptr) {
+            *inside = true;
+            (void)hold->wait();
+        }
+        return "k";
+    }
+};
+
+}  // namespace
 
 TEST_CASE("backpressure: a stalled shard blocks post(), try_post() says full, nothing is lost",
           "[engine][backpressure]") {
@@ -140,4 +160,49 @@ TEST_CASE("backpressure: an engine destroyed under posts waiting for space wakes
     engine.reset();  // stop() wakes them and waits until they have left the engine
     for (auto& t : producers) t.join();
     CHECK(refused == waiting);
+}
+
+TEST_CASE("backpressure: try_post() on a full ring says closed, not full, once stop() began",
+          "[engine][backpressure][lifecycle]") {
+    using held_events = evbus::event_set<step, held_key>;
+    evbus::bus<held_events> bus;
+    gate stall;
+    std::atomic<bool> stalled{false};
+    std::atomic<bool> gave_up{false};
+    auto sub = bus.subscribe("slow", [&](const step& s) {
+        if (s.n == 0) {
+            stalled = true;
+            if (!stall.wait()) gave_up = true;
+        }
+    });
+    evbus::engine<held_events> engine(bus, {.shards = 1, .ring_capacity = 4});
+    engine.post(step{"k", 0});
+    REQUIRE(wait_until([&] { return stalled.load(); }));
+    // Fill the ring (how many fit beside the event being handled is the engine's business).
+    int accepted = 1;
+    std::error_code filled;
+    while (!(filled = engine.try_post(step{"k", accepted})) && accepted < 100) ++accepted;
+    REQUIRE(filled == evbus::engine_errc::full);
+
+    // A try_post past the engine's first look, held in the key function.
+    gate hold;
+    std::atomic<bool> inside{false};
+    std::error_code held_result;
+    std::thread poster([&] { held_result = engine.try_post(held_key{&hold, &inside}); });
+    REQUIRE(wait_until([&] { return inside.load(); }));
+
+    evbus::stop_report report;
+    std::thread stopper([&] { report = engine.stop(std::chrono::steady_clock::now() + patience); });
+    REQUIRE(wait_until([&] {
+        return engine.try_post(step{"k", -1}) == evbus::engine_errc::closed;
+    }));
+    hold.open();  // the held post now finds the ring still full, and the engine closed
+    poster.join();
+    CHECK(held_result == evbus::engine_errc::closed);
+
+    stall.open();
+    stopper.join();
+    CHECK_FALSE(gave_up);
+    CHECK(report.complete());
+    CHECK(engine.metrics().shards[0].accepted == static_cast<std::uint64_t>(accepted));
 }
