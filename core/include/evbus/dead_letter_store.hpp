@@ -6,7 +6,8 @@
 // name, the number of attempts, the last error, and the first and last failure times.
 //
 // dead_letter_store<Set> is the storage interface: add, find, list, take (remove and
-// return) and size. It only stores. Requeueing and discarding go through the engine
+// return), size, and put_back (a requeued letter the engine could not deliver before it
+// stopped). It only stores. Requeueing and discarding go through the engine
 // (engine::requeue / engine::discard) because both must reach the shard that owns the
 // event's key: a requeued letter is delivered through the same shard as any event with its
 // key, so the order rules hold, and a parked key (see `parks_key`) is released there. The
@@ -65,6 +66,12 @@ public:
     [[nodiscard]] virtual std::optional<letter> take(std::uint64_t id) = 0;
     /// Number of letters held. Thread-safe.
     [[nodiscard]] virtual std::size_t size() const = 0;
+    /// Gives back a letter that take() returned for a requeue whose delivery the engine's
+    /// stop() cut off: by default it is stored again with add() (a new id), so stopping loses
+    /// no letter. A store whose take() left the delivery pending elsewhere overrides this to
+    /// leave it there (the outbox's: its dispatcher delivers it again after a restart). May
+    /// throw like add(). Thread-safe.
+    virtual void put_back(letter l) { (void)add(std::move(l)); }
 };
 
 /// A dead-letter store in memory: unbounded (dead letters are rare and each one is a

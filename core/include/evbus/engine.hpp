@@ -181,9 +181,20 @@ struct slot_variant<event_set<Es...>> {
 /// Bookkeeping for the less common posts; absent (null) on the plain post path.
 struct delivery_extras {
     enum class purpose : std::uint8_t { deliver, requeue, release };
+    /// A requeued dead letter as the store held it, but for its event (the delivery's own):
+    /// what goes back to the store if stop() cuts the requeued delivery off.
+    struct letter_record {
+        metadata meta;
+        std::uint32_t attempts = 0;
+        std::string last_error;
+        std::chrono::system_clock::time_point first_failure{};
+        std::chrono::system_clock::time_point last_failure{};
+        bool parks_key = false;
+    };
     purpose what = purpose::deliver;
-    std::vector<std::string> only;  ///< subscriptions to deliver to; empty: all
-    std::uint64_t letter_id = 0;    ///< requeue / release: the dead letter it comes from
+    std::vector<std::string> only;        ///< subscriptions to deliver to; empty: all
+    std::uint64_t letter_id = 0;          ///< requeue / release: the dead letter it comes from
+    std::optional<letter_record> letter;  ///< requeue only
     bool tracked = false;
     std::promise<delivery_report> promise;
     delivery_report report;
@@ -403,6 +414,8 @@ public:
     /// through the shard of its key (so it keeps its place in the key's order; when it heads
     /// a parked key and succeeds, the parked events follow in order). Blocks while the ring
     /// is full. Returns no_such_dead_letter or closed (the letter then stays), else empty.
+    /// If stop() cuts the accepted delivery off, the store gets the letter back as it was
+    /// (dead_letter_store::put_back) and stop_report::not_run lists its event.
     /// Thread-safe; allocates.
     [[nodiscard]] std::error_code requeue(std::uint64_t id) {
         return resubmit(id, detail::delivery_extras::purpose::requeue);
@@ -638,6 +651,7 @@ private:
                     return;
                 }
                 if (runtime().aborting()) {
+                    put_back(d);
                     cut_off(d, 0);
                     return;
                 }
@@ -890,12 +904,44 @@ private:
                 const run_kind k =
                     deliver_one(d.event, payload_of(d.event), d.meta, entry, stats, nullptr);
                 if (k == run_kind::interrupted) {
+                    put_back(d);
                     note_not_run(d.meta, name);
                     return;  // counted in not_run, so not in handled
                 }
                 if (st != nullptr && k != run_kind::failed) release(name, d.meta.key.view());
             }
             detail::bump(handled);
+        }
+
+        // A requeued dead letter that stop() cut off goes back to the store as it was before
+        // the requeue (dead_letter_store::put_back), so stopping loses no letter;
+        // stop_report::not_run lists it as well. Anything else: nothing to do.
+        void put_back(const slot& d) noexcept {
+            const detail::delivery_extras* x = d.extras.get();
+            if (x == nullptr || !x->letter) return;
+            const detail::delivery_extras::letter_record& r = *x->letter;
+            try {
+                letter l;
+                l.event = to_event(d.event);
+                l.meta = r.meta;
+                l.subscription = x->only.front();
+                l.attempts = r.attempts;
+                l.last_error = r.last_error;
+                l.first_failure = r.first_failure;
+                l.last_failure = r.last_failure;
+                l.parks_key = r.parks_key;
+                owner_.store_->put_back(std::move(l));
+            } catch (...) {
+                try {
+                    runtime().report(d.meta, x->only.front(),
+                                     "evbus: requeued dead letter " + std::to_string(x->letter_id) +
+                                         " was cut off by stop() and could not be put back: " +
+                                         describe_exception(std::current_exception()),
+                                     0);
+                } catch (...) {
+                    // Nothing left to report with.
+                }
+            }
         }
 
         // A discarded dead letter: if it headed a parked key, the key moves on.
@@ -1036,6 +1082,9 @@ private:
             s.count_non_event();
             return {};
         }
+        x->letter = detail::delivery_extras::letter_record{
+            l->meta,          l->attempts,     std::move(l->last_error),
+            l->first_failure, l->last_failure, l->parks_key};
         std::visit(
             [&](auto&& e) {
                 using T = std::remove_cvref_t<decltype(e)>;

@@ -251,6 +251,9 @@ public:
         return l;
     }
     [[nodiscard]] std::size_t size() const override { return list().size(); }
+    /// Nothing to give back: take() made the delivery pending again in the outbox, where it
+    /// stays, and the dispatcher resubmits it at its next start().
+    void put_back(letter) override {}
 
 private:
     std::optional<dead_letter_entry> entry(std::uint64_t id) const {

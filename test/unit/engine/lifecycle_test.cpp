@@ -185,6 +185,50 @@ TEST_CASE("lifecycle: events still parked at stop are reported", "[engine][lifec
     CHECK_FALSE(report.complete());
 }
 
+TEST_CASE("lifecycle: a requeued dead letter that stop() cuts off goes back to the store",
+          "[engine][lifecycle][dead_letter]") {
+    test_bus bus;
+    std::atomic<bool> requeued{false};
+    std::atomic<bool> started{false};
+    auto sub = bus.subscribe(
+        "slow", [&](const step& s, evbus::handler_context& ctx) -> evbus::handler_result {
+            if (s.n == 1 && !requeued) return evbus::handler_result::fail("first time");
+            if (s.n == 0) {
+                started = true;
+                // Holds the shard until stop() requests it.
+                const auto give_up = std::chrono::steady_clock::now() + patience;
+                while (!ctx.stop_token().stop_requested() &&
+                       std::chrono::steady_clock::now() < give_up) {
+                    std::this_thread::sleep_for(1ms);
+                }
+            }
+            return evbus::handler_result::ok();
+        });
+    test_engine engine(bus, {.shards = 1});
+    engine.post(step{"k", 1});
+    engine.drain();
+    const auto letters = engine.dead_letters().list();
+    REQUIRE(letters.size() == 1);
+    engine.post(step{"k", 0});
+    REQUIRE(wait_until([&] { return started.load(); }));
+    requeued = true;
+    REQUIRE_FALSE(engine.requeue(letters[0].id));  // queued behind the held event
+    const evbus::stop_report report = engine.stop(std::chrono::steady_clock::now());
+    CHECK(report.not_run == std::vector<evbus::event_id>{letters[0].meta.id});
+
+    const auto after = engine.dead_letters().list();
+    REQUIRE(after.size() == 1);
+    CHECK(after[0].id != letters[0].id);  // stored again, under a new id
+    CHECK(after[0].meta.id == letters[0].meta.id);
+    CHECK(after[0].meta.attempt == letters[0].meta.attempt);
+    CHECK(after[0].subscription == "slow");
+    CHECK(after[0].attempts == letters[0].attempts);
+    CHECK(after[0].last_error == letters[0].last_error);
+    CHECK(after[0].first_failure == letters[0].first_failure);
+    CHECK(after[0].last_failure == letters[0].last_failure);
+    CHECK(std::get<step>(after[0].event).n == 1);
+}
+
 TEST_CASE("lifecycle: the destructor drains what was accepted", "[engine][lifecycle]") {
     test_bus bus;
     std::atomic<int> handled{0};

@@ -200,4 +200,17 @@ TEST_CASE("parking: an event cut off by stop() while requeued or released counts
     CHECK(m.accepted == 3);  // A1, A2, and A1 again (requeued)
     CHECK(m.accepted == m.handled + m.not_run);
     CHECK(m.not_run == (head_waits ? 1 : 0));  // a released A2 counted in handled when parked
+
+    const auto after = engine.dead_letters().list();
+    if (head_waits) {
+        // The requeued head goes back to the store as it was, still heading its key.
+        REQUIRE(after.size() == 1);
+        CHECK(after[0].meta.id == letters[0].meta.id);
+        CHECK(after[0].attempts == letters[0].attempts);
+        CHECK(after[0].last_error == letters[0].last_error);
+        CHECK(after[0].parks_key);
+        CHECK(std::get<step>(after[0].event).n == 1);
+    } else {
+        CHECK(after.empty());  // A1 succeeded; A2 was never a dead letter
+    }
 }

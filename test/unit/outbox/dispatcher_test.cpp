@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -569,4 +571,55 @@ TEST_CASE("dispatcher: options at their maximum mean no limit", "[outbox][dispat
         ++kept;
     }
     CHECK(kept == 3);  // nothing pruned
+}
+
+TEST_CASE("dispatcher: a requeue that stop() cuts off stays pending for the next start()",
+          "[outbox][dispatcher][dead_letter][restart]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "d-requeue-cut");
+    test_bus bus;
+    std::atomic<bool> healthy{false};
+    std::atomic<bool> holding{false};
+    seen_list seen;
+    auto sub =
+        bus.subscribe("ledger", [&](const money_transferred& e, evbus::handler_context& ctx) {
+            if (e.user_id == "hold") {
+                // The first time, holds the only shard until stop() asks it to return.
+                if (holding.exchange(true)) return;
+                const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
+                while (!ctx.stop_token().stop_requested() &&
+                       std::chrono::steady_clock::now() < give_up) {
+                    std::this_thread::sleep_for(1ms);
+                }
+                return;
+            }
+            if (!healthy.load()) throw std::runtime_error("ledger offline");
+            seen.add(e.user_id);
+        });
+    evbus::dispatcher_options o = fast_poll();
+    o.shards = 1;
+    {
+        dispatcher d(bus, *store, o);
+        d.start();
+        commit_one(*store, {"alice", 1, "EUR"});
+        REQUIRE(d.drain(drain_timeout));
+        const auto dead = d.dead_letters();
+        REQUIRE(dead.size() == 1);
+        commit_one(*store, {"hold", 1, "EUR"});
+        const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
+        while (!holding && std::chrono::steady_clock::now() < give_up) {
+            std::this_thread::sleep_for(1ms);
+        }
+        REQUIRE(holding);
+        healthy = true;
+        CHECK(d.requeue(dead[0].id));  // queued behind "hold" on the only shard
+        d.stop();                      // cuts the requeued delivery off
+    }
+    CHECK(seen.get().empty());
+
+    dispatcher again(bus, *store, o);
+    again.start();  // resubmits what is pending: the requeued delivery among it
+    REQUIRE(again.drain(drain_timeout));
+    CHECK(seen.get() == std::vector<std::string>{"alice"});
+    CHECK(again.dead_letters().empty());
 }
