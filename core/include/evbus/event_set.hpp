@@ -7,8 +7,9 @@
 //     std::string_view event_key() const { return user_id; }       // optional ordering key
 //
 // event_set<Es...> checks at compile time that every payload is named, nothrow-movable,
-// listed once, and that no two payloads share a name; it then maps each type to its
-// alternative index, which is what the dispatch table is indexed by.
+// listed once, that no two payloads share a name, and that an event_key, where declared,
+// is a key function (const, returning text or an integer of at most 64 bits); it then maps each
+// type to its alternative index, which is what the dispatch table is indexed by.
 //
 // Thread-safety: compile-time only; everything here is constexpr or immutable.
 #pragma once
@@ -35,13 +36,32 @@ concept payload = std::is_class_v<E> && requires {
     { E::event_name } -> std::convertible_to<std::string_view>;
 };
 
-/// A payload with an ordering key function: `event_key() const` returning text or an integer.
+namespace detail {
+
+/// An integer an event key may be: a standard integer type of at most 64 bits, not bool.
+template <class K>
+concept key_integer = std::integral<K> && !std::same_as<K, bool> && sizeof(K) <= 8;
+
+/// The payload declares something named event_key (a key function meant or not).
+template <class E>
+concept declares_event_key = requires {
+    &E::event_key;
+}
+|| requires(E& e) {
+    e.event_key();
+};
+
+}  // namespace detail
+
+/// A payload with an ordering key function: `event_key() const` returning text or an integer
+/// of at most 64 bits. An event_set refuses a payload that declares an event_key which is
+/// not one, so a key can never be dropped silently.
 template <class E>
 concept keyed_payload = requires(const E& e) {
     {e.event_key()};
 }
 &&(std::convertible_to<decltype(std::declval<const E&>().event_key()), std::string_view> ||
-   std::integral<decltype(std::declval<const E&>().event_key())>);
+   detail::key_integer<std::remove_cvref_t<decltype(std::declval<const E&>().event_key())>>);
 
 template <class E>
 inline constexpr std::uint32_t payload_version = [] {
@@ -68,6 +88,15 @@ struct payload_checks {
     // (which would add "event_name is not a member" errors for an unnamed payload).
     static constexpr bool ok = payload<E> && std::is_nothrow_move_constructible_v<E> &&
                                !std::is_const_v<E> && !std::is_reference_v<E>;
+};
+
+template <class E>
+struct key_function_checks {
+    static_assert(!declares_event_key<E> || keyed_payload<E>,
+                  "evbus: the payload's event_key is not a key function evbus can use, so its "
+                  "events would lose their key; declare it `event_key() const` returning text "
+                  "(std::string_view, std::string) or an integer of at most 64 bits (not bool)");
+    static constexpr bool ok = !declares_event_key<E> || keyed_payload<E>;
 };
 
 template <class E, class... Es>
@@ -105,7 +134,8 @@ constexpr bool check_event_set() {
                   "evbus: an event set needs at least one payload type; list them in "
                   "evbus::event_set<...>");
     constexpr bool payloads_ok = (payload_checks<Es>::ok && ...);
-    if constexpr (payloads_ok) {
+    constexpr bool keys_ok = (key_function_checks<Es>::ok && ...);
+    if constexpr (payloads_ok && keys_ok) {
         constexpr bool unique_ok = (duplicate_payload_type<Es, Es...>::ok && ...);
         if constexpr (unique_ok) return check_names_from<0, 1, Es...>();
     }
@@ -161,8 +191,8 @@ template <class E>
 void key_from_payload(const E& e, event_key& out) {
     if constexpr (keyed_payload<E>) {
         using K = decltype(e.event_key());
-        if constexpr (std::integral<K>) {
-            char buf[24];
+        if constexpr (detail::key_integer<std::remove_cvref_t<K>>) {
+            char buf[24];  // 20 digits and a sign at most: key_integer is 64 bits at most
             const auto res = std::to_chars(buf, buf + sizeof buf, e.event_key());
             out.assign(std::string_view(buf, static_cast<std::size_t>(res.ptr - buf)), "event key");
         } else {

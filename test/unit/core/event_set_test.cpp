@@ -1,8 +1,10 @@
 #include <evbus/event_set.hpp>
 #include <evbus/metadata.hpp>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <catch2/catch.hpp>
 
@@ -36,6 +38,53 @@ TEST_CASE("event_set: key functions give text or integer keys", "[core][event_se
     evbus::event_key untouched("kept");
     evbus::key_from_payload(evbus_test::pinged{1}, untouched);
     CHECK(untouched == "kept");
+}
+
+namespace {
+
+struct by_reference {
+    static constexpr std::string_view event_name = "test.byReference";
+    std::int64_t id = 0;
+    [[nodiscard]] const std::int64_t& event_key() const { return id; }
+};
+struct non_const_key {
+    std::string k;
+    std::string_view event_key() { return k; }
+};
+struct enum_key {
+    enum class region { north, south };
+    region r = region::north;
+    [[nodiscard]] region event_key() const { return r; }
+};
+__extension__ typedef __int128 int128;  // a GNU extension; -Wpedantic flags it otherwise
+struct wide_key {
+    [[nodiscard]] int128 event_key() const { return 0; }
+};
+struct bool_key {
+    [[nodiscard]] bool event_key() const { return true; }
+};
+struct data_member_key {
+    std::string event_key;
+};
+
+}  // namespace
+
+TEST_CASE("event_set: an event_key that is no key function is told apart from none",
+          "[core][event_set]") {
+    evbus::event_key key;
+    evbus::key_from_payload(by_reference{-9223372036854775807LL - 1}, key);
+    CHECK(key == "-9223372036854775808");  // an integer returned by reference is a key too
+    // Each of these declares an event_key evbus cannot use: event_set refuses them
+    // (test/compile_fail/key_function_not_const) instead of dropping their keys.
+    STATIC_REQUIRE(evbus::detail::declares_event_key<non_const_key>);
+    STATIC_REQUIRE_FALSE(evbus::keyed_payload<non_const_key>);
+    STATIC_REQUIRE(evbus::detail::declares_event_key<enum_key>);
+    STATIC_REQUIRE_FALSE(evbus::keyed_payload<enum_key>);
+    STATIC_REQUIRE_FALSE(evbus::keyed_payload<wide_key>);
+    STATIC_REQUIRE_FALSE(evbus::keyed_payload<bool_key>);
+    STATIC_REQUIRE(evbus::detail::declares_event_key<data_member_key>);
+    STATIC_REQUIRE_FALSE(evbus::keyed_payload<data_member_key>);
+    STATIC_REQUIRE_FALSE(evbus::detail::declares_event_key<evbus_test::pinged>);
 }
 
 TEST_CASE("metadata: a key longer than the limit is an error naming it", "[core][metadata]") {
