@@ -1,7 +1,10 @@
 #include <evbus/event_id.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <random>
+
+#include <pthread.h>
 
 namespace evbus {
 namespace {
@@ -13,13 +16,33 @@ std::uint64_t splitmix64(std::uint64_t& state) noexcept {
     return z ^ (z >> 31U);
 }
 
-// Per-thread generator: no shared state, so generate() needs no synchronisation at all.
+// Counts the fork()s this process came out of as the child. A child inherits the forking
+// thread's generator, state and all, and would hand out the ids its parent hands out next;
+// a generator seeded in an earlier generation therefore seeds itself again.
+std::atomic<std::uint32_t> fork_generation{0};
+
+void after_fork_in_child() noexcept {
+    // Relaxed: the child has one thread here, and every thread it starts later is ordered
+    // after this store by its creation.
+    fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+[[maybe_unused]] const int fork_handler_registered =
+    ::pthread_atfork(nullptr, nullptr, &after_fork_in_child);
+
+// Per-thread generator: no shared state (but the fork generation, read-only in practice), so
+// generate() needs no synchronisation.
 struct generator {
-    std::uint64_t rng;
+    std::uint64_t rng = 0;
     std::uint64_t last_ms = 0;
     std::uint32_t seq = 0;
+    std::uint32_t generation = 0;
 
-    generator() noexcept {
+    generator() noexcept { seed(); }
+
+    void seed() noexcept {
+        // Relaxed: see after_fork_in_child().
+        generation = fork_generation.load(std::memory_order_relaxed);
         std::random_device rd;
         rng = (static_cast<std::uint64_t>(rd()) << 32U) ^ rd() ^
               static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(this));
@@ -43,6 +66,8 @@ event_id event_id::generate() noexcept {
 
 event_id event_id::generate(std::chrono::system_clock::time_point now) noexcept {
     thread_local generator gen;
+    // Relaxed: see after_fork_in_child().
+    if (gen.generation != fork_generation.load(std::memory_order_relaxed)) gen.seed();
     auto ms = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
     if (ms > gen.last_ms) {

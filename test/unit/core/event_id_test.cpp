@@ -1,8 +1,14 @@
 #include <evbus/event_id.hpp>
 
+#include <array>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -61,4 +67,35 @@ TEST_CASE("event_id: the timestamp is the current Unix time in milliseconds", "[
                            .count();
     CHECK(id.unix_ms() >= static_cast<std::uint64_t>(before));
     CHECK(id.unix_ms() <= static_cast<std::uint64_t>(after) + 1);
+}
+
+TEST_CASE("event_id: a forked child does not repeat its parent's ids", "[core][event_id]") {
+    (void)evbus::event_id::generate();  // this thread's generator exists before the fork
+    std::array<int, 2> pipe_ends{};
+    REQUIRE(::pipe(pipe_ends.data()) == 0);
+    const ::pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // The child writes the 36 characters of its next id and leaves without unwinding.
+        const auto text = evbus::event_id::generate().to_chars();
+        const bool sent =
+            ::write(pipe_ends[1], text.data(), text.size()) == static_cast<::ssize_t>(text.size());
+        ::_exit(sent ? 0 : 1);
+    }
+    ::close(pipe_ends[1]);
+    const auto mine = evbus::event_id::generate().to_string();
+    std::string theirs(36, '\0');
+    std::size_t got = 0;
+    while (got < theirs.size()) {
+        const ::ssize_t n = ::read(pipe_ends[0], theirs.data() + got, theirs.size() - got);
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(pipe_ends[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    REQUIRE(got == theirs.size());
+    CHECK(theirs != mine);
 }
