@@ -353,12 +353,24 @@ public:
     [[nodiscard]] subscription subscribe_transactional(std::string name, H&& handlers,
                                                        subscribe_options options = {}) {
         using adapter = detail::transactional_adapter<Set, std::remove_cvref_t<H>>;
+        // Marked before it can run (its completions commit with its writes, never through
+        // observe()); unmarked if subscribing fails, e.g. because the name is taken, so the
+        // subscription already there keeps its completions recorded.
+        bool marked = false;
         {
             const std::lock_guard lock(mutex_);
-            transactional_.insert(name);
+            marked = transactional_.insert(name).second;
         }
-        return bus_.subscribe(std::move(name),
-                              adapter{std::forward<H>(handlers), &store_, &positions_}, options);
+        try {
+            return bus_.subscribe(name, adapter{std::forward<H>(handlers), &store_, &positions_},
+                                  options);
+        } catch (...) {
+            if (marked) {
+                const std::lock_guard lock(mutex_);
+                transactional_.erase(name);
+            }
+            throw;
+        }
     }
 
     /// Starts the engine's shards and the dispatcher thread, which first resubmits unfinished
@@ -379,8 +391,8 @@ public:
 
     /// Stops the dispatcher thread, then the engine without waiting for what it has not
     /// started (a running handler finishes); completions already observed are recorded, and
-    /// every other delivery stays pending in the store. Idempotent. Thread-safe, except
-    /// against start() and drain().
+    /// every other delivery stays pending in the store. Idempotent.
+    /// Thread-safe, except against start() and drain().
     void stop() noexcept {
         {
             const std::lock_guard lock(mutex_);

@@ -623,3 +623,22 @@ TEST_CASE("dispatcher: a requeue that stop() cuts off stays pending for the next
     CHECK(seen.get() == std::vector<std::string>{"alice"});
     CHECK(again.dead_letters().empty());
 }
+
+TEST_CASE("dispatcher: a transactional subscription refused for its name changes nothing",
+          "[outbox][dispatcher][transactional]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "d-tx-name");
+    test_bus bus;
+    std::atomic<int> mailed{0};
+    auto mail = bus.subscribe("mail", [&](const money_transferred&) { ++mailed; });
+    dispatcher d(bus, *store, fast_poll());
+    CHECK_THROWS_AS(d.subscribe_transactional(
+                        "mail", [](const money_transferred&, evbus::unit_of_work<events>&) {}),
+                    std::invalid_argument);
+    d.start();
+    commit_one(*store, {"alice", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(mailed == 1);
+    // The plain subscription's completion is recorded: nothing would be delivered again.
+    CHECK(store->unfinished(std::nullopt, 10).empty());
+}
