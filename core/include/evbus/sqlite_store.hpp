@@ -50,8 +50,10 @@ public:
     explicit sqlite_store(std::string path, sqlite_options options = {});
     ~sqlite_store() override;
 
-    [[nodiscard]] std::unique_ptr<store_transaction> begin(begin_mode mode) override;
-    using event_store::begin;
+    // The base's default, repeated: an override hides the default argument of the function
+    // it overrides when called on the derived type.
+    [[nodiscard]] std::unique_ptr<store_transaction> begin(
+        begin_mode mode = begin_mode::immediate) override;
 
     [[nodiscard]] std::vector<stored_event> claim(std::size_t limit) override;
     void confirm(const dispatch_batch& batch) override;

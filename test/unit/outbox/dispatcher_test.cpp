@@ -642,3 +642,11 @@ TEST_CASE("dispatcher: a transactional subscription refused for its name changes
     // The plain subscription's completion is recorded: nothing would be delivered again.
     CHECK(store->unfinished(std::nullopt, 10).empty());
 }
+
+TEST_CASE("stores: begin() without an argument starts an immediate transaction",
+          "[outbox][store]") {
+    evbus::memory_store memory;
+    CHECK(memory.begin() != nullptr);
+    evbus::sqlite_store sqlite((fresh_dir("d-begin") / "app.db").string());
+    CHECK(sqlite.begin() != nullptr);
+}
