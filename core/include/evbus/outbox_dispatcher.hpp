@@ -389,9 +389,9 @@ public:
         thread_ = std::thread([this] { run(); });
     }
 
-    /// Stops the dispatcher thread, then the engine without waiting for what it has not
-    /// started (a running handler finishes); completions already observed are recorded, and
-    /// every other delivery stays pending in the store. Idempotent.
+    /// Stops the engine without waiting for what it has not started (a running handler
+    /// finishes; a retry backoff ends), then the dispatcher thread; completions already
+    /// observed are recorded, and every other delivery stays pending in the store. Idempotent.
     /// Thread-safe, except against start() and drain().
     void stop() noexcept {
         {
@@ -400,9 +400,12 @@ public:
         }
         changed_.notify_all();
         store_.notify_commit();  // wake the loop if it waits for commits
+        // The engine stops before the loop is joined: the loop may be waiting in post() for
+        // ring space behind a handler's retry backoff, which only the engine's stop() ends
+        // (the post then gets `closed`, and its deliveries stay pending).
+        if (engine_) (void)engine_->stop(engine<Set>::clock::now());
         if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
         if (engine_) {
-            (void)engine_->stop(engine<Set>::clock::now());
             try {
                 flush_completions();
             } catch (const std::exception& e) {

@@ -650,3 +650,60 @@ TEST_CASE("stores: begin() without an argument starts an immediate transaction",
     evbus::sqlite_store sqlite((fresh_dir("d-begin") / "app.db").string());
     CHECK(sqlite.begin() != nullptr);
 }
+
+TEST_CASE("dispatcher: stop() does not wait out a retry backoff behind a full ring",
+          "[outbox][dispatcher][lifecycle]") {
+    auto store = make_store(true, "d-stop-backoff");
+    test_bus bus;
+    std::atomic<bool> healthy{false};
+    std::atomic<bool> in_backoff{false};
+    std::atomic<int> handled{0};
+    evbus::subscribe_options retrying;
+    retrying.retry.max_attempts = 3;
+    retrying.retry.initial_delay = std::chrono::hours(1);  // only stop() ends the backoff
+    retrying.retry.max_delay = std::chrono::hours(1);
+    auto sub = bus.subscribe(
+        "flaky",
+        [&](const money_transferred& e) -> evbus::handler_result {
+            if (e.user_id == "first" && !healthy) {
+                in_backoff = true;
+                return evbus::handler_result::retry("later");
+            }
+            ++handled;
+            return evbus::handler_result::ok();
+        },
+        retrying);
+    const auto eventually = [](auto pred) {
+        const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
+        while (!pred() && std::chrono::steady_clock::now() < give_up) {
+            std::this_thread::sleep_for(1ms);
+        }
+        return pred();
+    };
+    evbus::dispatcher_options o = fast_poll();
+    o.shards = 1;
+    o.ring_capacity = 2;
+    {
+        dispatcher d(bus, *store, o);
+        d.start();
+        commit_one(*store, {"first", 1, "EUR"});
+        REQUIRE(eventually([&] { return in_backoff.load(); }));
+        for (int i = 0; i < 8; ++i) commit_one(*store, {"later" + std::to_string(i), 1, "EUR"});
+        // The dispatcher thread now waits in post() for space in the stalled shard's ring.
+        REQUIRE(eventually([&] { return d.metrics().shards.at(0).waiting_posts == 1; }));
+        std::atomic<bool> stopped{false};
+        std::thread stopper([&] {
+            d.stop();
+            stopped = true;
+        });
+        CHECK(eventually([&] { return stopped.load(); }));  // before: after the hour's backoff
+        stopper.join();
+        CHECK(handled == 0);
+    }
+    // Nothing was lost: a restarted dispatcher delivers all nine.
+    healthy = true;
+    dispatcher again(bus, *store, o);
+    again.start();
+    REQUIRE(again.drain(drain_timeout));
+    CHECK(handled == 9);
+}
