@@ -8,6 +8,9 @@
 //   - reset() waits for calls already running on other threads to return;
 //   - when called from inside the subscription's own handler, the running call on this thread
 //     finishes normally after reset() returns (reset() cannot wait for its own caller);
+//   - a handler that resets *another* subscription waits for that one's running calls, like
+//     any caller: two handlers on two threads that reset each other's subscriptions wait for
+//     each other forever. Reset other subscriptions outside handlers (or from one thread).
 //   - the handler object itself is destroyed once the last dispatch that picked it up has
 //     moved on, possibly on the dispatching thread.
 // Thread-safety: a handle is a value owned by one thread at a time; reset() may race with
