@@ -125,7 +125,7 @@ struct dispatcher_stats {
     std::uint64_t rejected = 0;       ///< rows that did not decode (dead letters)
     std::uint64_t delivered = 0;      ///< deliveries that succeeded
     std::uint64_t failed = 0;         ///< failed attempts
-    std::uint64_t dead_lettered = 0;  ///< deliveries that failed for good
+    std::uint64_t dead_lettered = 0;  ///< deliveries that failed for good, letters stored
     std::uint64_t resubmitted = 0;    ///< pending deliveries resubmitted at start or requeued
 };
 
@@ -297,7 +297,7 @@ private:
 template <class Set, class Body>
 handler_result run_transactional(event_store& store, const outbox_positions& positions,
                                  const handler_context& ctx, Body&& body) {
-    unit_of_work<Set> tx(store);
+    unit_of_work<Set> tx(store, lent_to_handler_t{});
     if (const auto position = positions.find(ctx.meta().id)) {
         if (!tx.tx().complete(delivery_ref{*position, std::string(ctx.subscription())})) {
             return handler_result::ok();  // completed before (a redelivery): effects stand
@@ -306,11 +306,11 @@ handler_result run_transactional(event_store& store, const outbox_positions& pos
     using R = decltype(body(tx));
     if constexpr (std::is_void_v<R>) {
         body(tx);
-        tx.commit();
+        tx.tx().commit();  // the unit of work's own commit() refuses: it is lent
         return handler_result::ok();
     } else {
         handler_result result = body(tx);
-        if (result.succeeded()) tx.commit();
+        if (result.succeeded()) tx.tx().commit();
         return result;
     }
 }
@@ -593,7 +593,8 @@ private:
                 }
             } else if (o.status == delivery_status::dead_lettered) {
                 stats_.failed += o.attempts;
-                ++stats_.dead_lettered;
+                // Only a letter the store took; a failed add() was reported as lost.
+                if (o.dead_letter_id != 0) ++stats_.dead_lettered;
             }
         }
         if (wake) store_.notify_commit();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -35,6 +36,12 @@ struct appended_event_not_in_set {
                   "evbus: this event type is not in the unit of work's event set; add it to "
                   "the evbus::event_set or append one of the set's payload types");
     static constexpr bool ok = false;
+};
+
+/// Picks unit_of_work's constructor for a transaction the dispatcher lends to a
+/// transactional handler and commits itself.
+struct lent_to_handler_t {
+    explicit lent_to_handler_t() = default;
 };
 
 /// The stored form of an accepted event (metadata already stamped).
@@ -67,8 +74,13 @@ public:
     explicit unit_of_work(event_store& store, begin_mode mode = begin_mode::immediate)
         : tx_(store.begin(mode)) {}
 
-    /// Wraps a transaction begun elsewhere (the dispatcher's, for transactional handlers).
+    /// Wraps a transaction begun elsewhere.
     explicit unit_of_work(store_transaction& tx) noexcept : borrowed_(&tx) {}
+
+    /// The dispatcher's, for a transactional handler: commit() then throws, because the
+    /// dispatcher commits the handler's writes together with the delivery's completion.
+    unit_of_work(event_store& store, detail::lent_to_handler_t)
+        : tx_(store.begin(begin_mode::immediate)), lent_(true) {}
 
     unit_of_work(const unit_of_work&) = delete;
     unit_of_work& operator=(const unit_of_work&) = delete;
@@ -91,8 +103,16 @@ public:
         }
     }
 
-    /// Commits the module's writes and the appended events together.
-    void commit() { tx().commit(); }
+    /// Commits the module's writes and the appended events together. Throws std::logic_error
+    /// in a transactional handler (see the constructor above).
+    void commit() {
+        if (lent_) {
+            throw std::logic_error(
+                "evbus: a transactional handler must not commit its unit of work; the "
+                "dispatcher commits it with the delivery's completion when the handler returns");
+        }
+        tx().commit();
+    }
     /// Discards them. Never throws.
     void rollback() noexcept { tx().rollback(); }
 
@@ -102,6 +122,7 @@ public:
 private:
     std::unique_ptr<store_transaction> tx_;
     store_transaction* borrowed_ = nullptr;
+    bool lent_ = false;
 };
 
 }  // namespace evbus

@@ -707,3 +707,36 @@ TEST_CASE("dispatcher: stop() does not wait out a retry backoff behind a full ri
     REQUIRE(again.drain(drain_timeout));
     CHECK(handled == 9);
 }
+
+TEST_CASE("dispatcher: a transactional handler cannot commit the unit of work it is lent",
+          "[outbox][dispatcher][transactional]") {
+    auto store = make_store(true, "d-tx-commit");
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    test_bus bus({sink});
+    dispatcher d(bus, *store, fast_poll());
+    evbus::subscribe_options once;
+    once.retry.max_attempts = 1;
+    auto sub = d.subscribe_transactional(
+        "eager",
+        [](const money_transferred& e, evbus::unit_of_work<events>& tx) {
+            tx.append(receipt_sent{e.user_id, e.cents});
+            tx.commit();  // the dispatcher's to do
+        },
+        once);
+    d.start();
+    commit_one(*store, {"alice", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    const auto dead = d.dead_letters();
+    REQUIRE(dead.size() == 1);
+    CHECK_THAT(dead[0].error, Catch::Contains("must not commit its unit of work"));
+    CHECK(d.stats().dead_lettered == 1);
+    CHECK(d.stats().delivered == 0);
+    for (const auto& r : sink->records()) CHECK_THAT(r.error, !Catch::Contains("lost"));
+    d.stop();
+    // The handler's append was rolled back with the failed delivery: no receipt was stored.
+    evbus::unit_of_work<events> tx(*store);
+    auto count = tx.sql().prepare("SELECT COUNT(*) FROM evbus_outbox WHERE name = ?1");
+    count.bind(1, std::string(receipt_sent::event_name));
+    REQUIRE(count.step());
+    CHECK(count.column_int64(0) == 0);
+}
