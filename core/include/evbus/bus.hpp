@@ -137,7 +137,7 @@ public:
 private:
     template <bool Exhaustive, class H>
     subscription subscribe_impl(std::string name, H&& handlers, subscribe_options options) {
-        using handler_type = std::remove_cvref_t<H>;
+        using handler_type = std::decay_t<H>;  // a function is stored as a function pointer
         if constexpr (!detail::valid_handler<handler_type, Set, Exhaustive>) {
             return {};  // the failed check reported itself; instantiate nothing more
         } else {

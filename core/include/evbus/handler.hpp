@@ -1,7 +1,8 @@
 // evbus/handler.hpp — what a handler sees and what it may return.
 //
-// A handler is an overload set: one callable, evbus::overload(...) of several lambdas, or a
-// struct with several operator(). For each event type E it handles, exactly one of
+// A handler is an overload set: one callable (a lambda, a function), evbus::overload(...) of
+// several lambdas, or a struct with several operator(). For each event type E it handles,
+// exactly one of
 //
 //     R (const E&)                              R (const E&, const evbus::metadata&)
 //     R (const E&, evbus::handler_context&)

@@ -23,6 +23,16 @@ struct ledger {
     }
 };
 
+int pinged_total = 0;
+void on_pinged(const pinged& p) {
+    pinged_total += p.n;
+}
+int withdrawn_calls = 0;
+evbus::handler_result on_withdrawn(const withdrawn&, const evbus::metadata&) noexcept {
+    ++withdrawn_calls;
+    return evbus::handler_result::ok();
+}
+
 }  // namespace
 
 TEST_CASE("bus: dispatch reaches exactly the handlers of the event's type", "[core][bus]") {
@@ -247,4 +257,17 @@ TEST_CASE("bus: a generic overload handles every event it accepts", "[core][bus]
     (void)bus.emit(pinged{});
     (void)bus.emit(withdrawn{});
     CHECK(names == std::vector<std::string_view>{"test.pinged", "test.withdrawn"});
+}
+
+TEST_CASE("bus: a function and a function pointer are handlers", "[core][bus]") {
+    test_bus bus;
+    pinged_total = 0;
+    withdrawn_calls = 0;
+    auto by_name = bus.subscribe("function", on_pinged);
+    auto by_pointer = bus.subscribe("pointer", &on_withdrawn);
+    CHECK(bus.emit(pinged{4}).handled == 1);
+    CHECK(bus.emit(withdrawn{"dan", 2}).handled == 1);
+    CHECK(bus.emit(deposited{}).handled == 0);
+    CHECK(pinged_total == 4);
+    CHECK(withdrawn_calls == 1);
 }
