@@ -5,9 +5,12 @@
 // template named after the problem, instantiated with the offending type: the compiler's
 // "in instantiation of ..." line then names the type next to the evbus message.
 //
-// Limits: a struct with several operator() is checked per event type only; an overload in it
-// for a type outside the set cannot be seen (C++ has no way to list overloads). Overloads
-// combined with evbus::overload(...) and single lambdas are also checked one by one.
+// Limits: C++ cannot list a struct's overloads, so a struct with several operator() is checked
+// per event type only: an overload in it for a type outside the set cannot be seen, and of the
+// overloads with unsupported further parameters only those with one such parameter are found
+// (by a call with an argument that converts to any lvalue; a second one could reach a generic
+// lambda's body). Functions, single lambdas and the lambdas combined with evbus::overload(...)
+// are checked one by one from their signatures; a generic lambda has none to read.
 #pragma once
 
 #include <functional>
@@ -134,6 +137,14 @@ struct exhaustive_handler_misses_event {
                   "one, or drop evbus::exhaustive to subscribe to a subset");
     static constexpr bool ok = false;
 };
+template <class E, class Handler>
+struct handler_overload_has_unsupported_signature {
+    static_assert(dependent_false<E>,
+                  "evbus: a handler overload for this event type has unsupported parameters and "
+                  "would never be called; use (const E&), (const E&, const evbus::metadata&) or "
+                  "(const E&, evbus::handler_context&)");
+    static constexpr bool ok = false;
+};
 template <class Parameter, class Set>
 struct handler_overload_for_type_outside_set {
     static_assert(dependent_false<Parameter>,
@@ -175,9 +186,17 @@ constexpr bool check_one_event() {
     }
 }
 
-// ---- one overload component: a lambda or callable with a single, non-template operator() ---
+// ---- one overload component: a function, or a callable with a single, non-template operator()
 template <class M>
 struct member_call_traits {};
+template <class R, class A, class... Rest>
+struct member_call_traits<R (*)(A, Rest...)> {
+    using first = A;
+};
+template <class R, class A, class... Rest>
+struct member_call_traits<R (*)(A, Rest...) noexcept> {
+    using first = A;
+};
 template <class R, class C, class A, class... Rest>
 struct member_call_traits<R (C::*)(A, Rest...)> {
     using first = A;
@@ -195,22 +214,72 @@ struct member_call_traits<R (C::*)(A, Rest...) const noexcept> {
     using first = A;
 };
 
+// The signature to inspect: a function pointer's own, or the address of a class's only
+// operator(); otherwise (several operator(), a template) none.
 template <class F>
 concept single_call_operator = std::is_class_v<F> && requires {
     &F::operator();
-} && requires {
-    typename member_call_traits<decltype(&F::operator())>::first;
 };
+template <class F>
+struct call_signature {
+    using type = F;
+};
+template <single_call_operator F>
+struct call_signature<F> {
+    using type = decltype(&F::operator());
+};
+
+template <class F>
+concept single_signature = requires {
+    typename member_call_traits<typename call_signature<F>::type>::first;
+};
+
+// Converts to any lvalue argument, to find an overload that takes E and one further parameter
+// of none of the supported shapes.
+struct any_lvalue {
+    template <class T>
+    operator T&() const noexcept;  // NOLINT: implicit on purpose
+};
+
+template <class F, class E>
+constexpr bool unsupported_signature_for() {
+    using shape = handler_shape<F, E>;
+    if constexpr (shape::handles || shape::mutable_ref || shape::rvalue_ref || shape::ambiguous) {
+        return false;
+    } else if constexpr (single_signature<F>) {
+        return true;  // its only signature takes E first (checked by the caller)
+    } else {
+        return std::is_invocable_v<F&, const E&, any_lvalue>;
+    }
+}
+
+// Reports the first event type only, so that a generic overload is one message, not one per type.
+template <class F, class E, class... Rest>
+constexpr bool check_signatures() {
+    if constexpr (unsupported_signature_for<F, E>()) {
+        return handler_overload_has_unsupported_signature<E, F>::ok;
+    } else if constexpr (sizeof...(Rest) == 0) {
+        return true;
+    } else {
+        return check_signatures<F, Rest...>();
+    }
+}
 
 template <class F, class... Es>
 constexpr bool check_component(event_set<Es...>*) {
-    if constexpr (single_call_operator<F>) {
-        using P = std::remove_cvref_t<typename member_call_traits<decltype(&F::operator())>::first>;
+    if constexpr (single_signature<F>) {
+        using P = std::remove_cvref_t<
+            typename member_call_traits<typename call_signature<F>::type>::first>;
         if constexpr (count_of<P, Es...> == 0) {
             return handler_overload_for_type_outside_set<P, event_set<Es...>>::ok;
+        } else {
+            return check_signatures<F, P>();
         }
+    } else if constexpr (std::is_class_v<F>) {
+        return check_signatures<F, Es...>();
+    } else {
+        return true;
     }
-    return true;
 }
 
 template <class H, class Set>

@@ -1,0 +1,31 @@
+// Compile-fail case unsupported_signature:
+// a lambda in evbus::overload that takes the metadata by non-const reference.
+// The .fail.cpp and .pass.cpp files of a case differ only in the line marked "case line";
+// CTest checks that the control builds and that the failing file stops with evbus's message.
+#include <evbus/bus.hpp>
+
+#include <string_view>
+#include <variant>
+
+namespace cf_ns {
+
+struct order_placed {
+    static constexpr std::string_view event_name = "shop.orderPlaced";
+    int order = 0;
+};
+struct order_shipped {
+    static constexpr std::string_view event_name = "shop.orderShipped";
+    int order = 0;
+};
+using events = evbus::event_set<order_placed, order_shipped>;
+
+const auto on_placed = [](const order_placed&) {};
+const auto on_shipped = [](const order_shipped&, const evbus::metadata&) {};  // case line
+
+}  // namespace cf_ns
+
+int main() {
+    evbus::bus<cf_ns::events> bus;
+    auto sub = bus.subscribe("shop.audit", evbus::overload(cf_ns::on_placed, cf_ns::on_shipped));
+    return 0;
+}
