@@ -29,6 +29,15 @@ std::uint32_t frames_of(const subscription_state* sub) noexcept {
 }
 
 void stamp(metadata& meta, std::string_view name, std::uint32_t version) noexcept {
+    if (const dispatch_frame* parent = t_current;
+        parent != nullptr && !meta.id.is_nil() && meta.id == parent->meta->id) {
+        // The handled event's own metadata, passed on for its correlation and key: the new
+        // event gets its own id and time and the handled event as its cause. Keeping the id
+        // would give two events one id (the outbox and the inbox tell events apart by it).
+        meta.id = {};
+        meta.occurred_at = {};
+        meta.causation_id = parent->meta->id;
+    }
     // One clock read serves both the id and the time: it is most of what stamping costs.
     const bool needs_id = meta.id.is_nil();
     const bool needs_time = meta.occurred_at == std::chrono::system_clock::time_point{};

@@ -24,7 +24,10 @@ using event_key = inline_string<63>;
 using source_name = inline_string<31>;
 
 struct metadata {
-    event_id id;              ///< unique, time-ordered; stamped on accept when nil
+    /// Unique, time-ordered; stamped on accept when nil, and also when it is the id of the
+    /// event whose handler is emitting (its metadata passed on): then the handled event
+    /// becomes the causation and the time is stamped afresh.
+    event_id id;
     event_id correlation_id;  ///< the conversation; a root event's correlation id is its own id
     event_id causation_id;    ///< the event whose handler emitted this one; nil for a root event
     event_id trace_id;        ///< distributed-trace id; inherited like the correlation id

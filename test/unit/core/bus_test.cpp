@@ -220,6 +220,33 @@ TEST_CASE("bus: nested emits inherit correlation and take the parent as causatio
     CHECK(seen[3].correlation_id == seen[3].id);
 }
 
+TEST_CASE("bus: an emit that passes on the handled event's metadata gets its own id",
+          "[core][bus][metadata]") {
+    test_bus bus;
+    std::vector<evbus::metadata> seen;
+    auto chain = bus.subscribe(
+        "chain", evbus::overload(
+                     [&](const deposited& e, const evbus::metadata& m) {
+                         seen.push_back(m);
+                         (void)bus.emit(withdrawn{e.user, e.cents}, m);  // a copy, for its key
+                     },
+                     [&](const withdrawn&, const evbus::metadata& m) { seen.push_back(m); }));
+    evbus::metadata root_meta = evbus::metadata::with_key("erin");
+    root_meta.causation_id = evbus::event_id::generate();  // from somewhere upstream
+    (void)bus.emit(deposited{"erin", 9}, root_meta);
+
+    REQUIRE(seen.size() == 2);
+    const auto& root = seen[0];
+    const auto& child = seen[1];
+    CHECK(child.id != root.id);
+    CHECK_FALSE(child.id.is_nil());
+    CHECK(child.causation_id == root.id);
+    CHECK(child.correlation_id == root.correlation_id);
+    CHECK(child.trace_id == root.trace_id);
+    CHECK(child.key == "erin");
+    CHECK(child.event_name == "test.withdrawn");
+}
+
 TEST_CASE("bus: handlers see the subscription name and attempt in their context", "[core][bus]") {
     test_bus bus;
     std::string name;
