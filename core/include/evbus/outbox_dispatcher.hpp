@@ -525,7 +525,10 @@ public:
     }
 
     /// Calls subscription `name`'s handler for every history event `query` selects, in order,
-    /// on this thread; records nothing (rebuilds a projection). Returns the calls made. Throws
+    /// on this thread; records no delivery or completion (rebuilds a projection). A
+    /// transactional handler's unit of work commits as in delivery, events it appends
+    /// included: replay those that append only if announcing again is what you want.
+    /// Returns the calls made. Throws
     /// std::invalid_argument when no subscription has that name; a handler's failure
     /// propagates. Thread-safe with respect to the dispatcher.
     std::size_t replay(std::string_view name, history_query query = {}) {
