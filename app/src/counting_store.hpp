@@ -60,7 +60,9 @@ public:
     std::size_t prune(evbus::store_clock::time_point cutoff) override {
         return inner_.prune(cutoff);
     }
-    [[nodiscard]] bool keeps_history() const noexcept override { return inner_.keeps_history(); }
+    [[nodiscard]] std::chrono::seconds history_retention() const noexcept override {
+        return inner_.history_retention();
+    }
 
 private:
     friend class counting_transaction;

@@ -26,7 +26,8 @@ namespace evbus {
 
 class memory_store final : public event_store {
 public:
-    /// `history_retention` zero deletes completed events; otherwise they are kept (prune()).
+    /// `history_retention` zero deletes completed events; otherwise they are kept that long
+    /// (pruned by the outbox dispatcher, or by prune()).
     explicit memory_store(std::chrono::seconds history_retention = std::chrono::seconds{0});
     ~memory_store() override;
 
@@ -52,7 +53,7 @@ public:
 
     [[nodiscard]] std::vector<stored_event> history(const history_query& query) override;
     std::size_t prune(store_clock::time_point cutoff) override;
-    [[nodiscard]] bool keeps_history() const noexcept override;
+    [[nodiscard]] std::chrono::seconds history_retention() const noexcept override;
 
     struct state;  // private (core/src)
 

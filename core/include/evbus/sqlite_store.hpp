@@ -35,7 +35,9 @@ struct sqlite_options {
     sync_mode sync = sync_mode::full;
     /// Longest wait for another connection's write lock before a store_error.
     std::chrono::milliseconds busy_timeout{5000};
-    /// How long completed events stay in evbus_history; zero deletes them on completion.
+    /// How long completed events stay in evbus_history before the outbox dispatcher prunes
+    /// them (unless dispatcher_options::retention sets its own); zero deletes them on
+    /// completion.
     std::chrono::seconds history_retention{0};
 };
 
@@ -72,7 +74,7 @@ public:
 
     [[nodiscard]] std::vector<stored_event> history(const history_query& query) override;
     std::size_t prune(store_clock::time_point cutoff) override;
-    [[nodiscard]] bool keeps_history() const noexcept override;
+    [[nodiscard]] std::chrono::seconds history_retention() const noexcept override;
 
     [[nodiscard]] const std::string& path() const noexcept;
     [[nodiscard]] const sqlite_options& options() const noexcept;

@@ -209,8 +209,12 @@ public:
     [[nodiscard]] virtual std::vector<stored_event> history(const history_query& query) = 0;
     /// Deletes history and inbox rows completed before `cutoff`; returns rows deleted.
     virtual std::size_t prune(store_clock::time_point cutoff) = 0;
-    /// Whether completed events are kept as history (else they are deleted on completion).
-    [[nodiscard]] virtual bool keeps_history() const noexcept = 0;
+    /// How long completed events stay as history before the dispatcher prunes them
+    /// (dispatcher_options::retention may set its own); zero: none are kept, they are
+    /// deleted on completion.
+    [[nodiscard]] virtual std::chrono::seconds history_retention() const noexcept = 0;
+    /// Whether completed events are kept as history: history_retention() > 0.
+    [[nodiscard]] bool keeps_history() const noexcept { return history_retention().count() > 0; }
 
     /// Notified by every commit that appended events. Thread-safe.
     [[nodiscard]] const commit_signal& commits() const noexcept { return commits_; }

@@ -147,8 +147,8 @@ memory_store::memory_store(std::chrono::seconds history_retention)
 
 memory_store::~memory_store() = default;
 
-bool memory_store::keeps_history() const noexcept {
-    return state_->retention.count() > 0;
+std::chrono::seconds memory_store::history_retention() const noexcept {
+    return state_->retention;
 }
 
 std::unique_ptr<store_transaction> memory_store::begin(begin_mode) {

@@ -471,8 +471,8 @@ const std::string& sqlite_store::path() const noexcept {
 const sqlite_options& sqlite_store::options() const noexcept {
     return impl_->options;
 }
-bool sqlite_store::keeps_history() const noexcept {
-    return impl_->options.history_retention.count() > 0;
+std::chrono::seconds sqlite_store::history_retention() const noexcept {
+    return impl_->options.history_retention;
 }
 
 std::unique_ptr<store_transaction> sqlite_store::begin(begin_mode mode) {

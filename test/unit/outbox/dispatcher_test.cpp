@@ -740,3 +740,28 @@ TEST_CASE("dispatcher: a transactional handler cannot commit the unit of work it
     REQUIRE(count.step());
     CHECK(count.column_int64(0) == 0);
 }
+
+TEST_CASE("dispatcher: the store's history retention prunes when the options set none",
+          "[outbox][dispatcher][history]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "d-store-retention", std::chrono::seconds(1));
+    test_bus bus;
+    auto sub = bus.subscribe("count", [](const money_transferred&) {});
+    evbus::dispatcher_options o = fast_poll();
+    o.prune_every = 0s;  // look on every round; retention stays zero: the store's applies
+    dispatcher d(bus, *store, o);
+    d.start();
+    commit_one(*store, {"old", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    const auto history_size = [&] {
+        std::size_t n = 0;
+        for (const auto& h : d.history()) n += h.event ? 1 : 0;
+        return n;
+    };
+    CHECK(history_size() == 1);  // kept on completion
+    const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
+    while (history_size() != 0 && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(20ms);
+    }
+    CHECK(history_size() == 0);  // pruned once older than the store's second
+}
