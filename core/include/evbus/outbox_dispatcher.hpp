@@ -465,18 +465,29 @@ public:
         const auto entry = detail::dead_letter_by_id(store_, dead_letter_id);
         if (!entry) return false;
         bool done = false;
-        if (entry->subscription.empty()) {
+        // A row that does not decode (now), whatever its subscription: the dispatcher thread
+        // decodes it again and dead-letters it anew, with the cause, if it still fails.
+        const auto decode_again = [&] {
             auto pending = store_.requeue(dead_letter_id);
-            if (!pending) return false;
+            if (!pending) return false;  // taken meanwhile
             {
                 const std::lock_guard lock(mutex_);
                 requests_.push_back(std::move(*pending));
             }
             store_.notify_commit();
-            done = true;
+            return true;
+        };
+        if (entry->subscription.empty()) {
+            done = decode_again();
         } else if (engine<Set>* e = engine_.get()) {
             const std::error_code ec = e->requeue(static_cast<std::uint64_t>(dead_letter_id));
-            done = ec == engine_errc::closed ? store_.requeue(dead_letter_id).has_value() : !ec;
+            if (ec == engine_errc::closed) {
+                done = store_.requeue(dead_letter_id).has_value();
+            } else if (ec == engine_errc::no_such_dead_letter) {
+                done = decode_again();  // listed, but the engine could not decode it
+            } else {
+                done = !ec;
+            }
         } else {
             done = store_.requeue(dead_letter_id).has_value();
         }
@@ -509,7 +520,11 @@ public:
             throw;
         }
         detail::t_discarding_dead_letter = saved;
-        if (ec == engine_errc::closed) return store_.discard(dead_letter_id);
+        // Closed, or a letter the engine could not decode (it parks no key there): the store
+        // deletes it directly.
+        if (ec == engine_errc::closed || ec == engine_errc::no_such_dead_letter) {
+            return store_.discard(dead_letter_id);
+        }
         return !ec;
     }
     std::size_t discard(const dead_letter_filter& filter) {

@@ -765,3 +765,42 @@ TEST_CASE("dispatcher: the store's history retention prunes when the options set
     }
     CHECK(history_size() == 0);  // pruned once older than the store's second
 }
+
+TEST_CASE("dispatcher: a dead letter that no longer decodes can be discarded and requeued",
+          "[outbox][dispatcher][dead_letter]") {
+    const auto path = (fresh_dir("d-undecodable") / "app.db").string();
+    evbus::sqlite_options options;
+    options.sync = evbus::sync_mode::normal;
+    {
+        evbus::sqlite_store store(path, options);
+        test_bus bus;
+        evbus::subscribe_options once;
+        once.retry.max_attempts = 1;
+        auto mail = bus.subscribe(
+            "mail", [](const money_transferred&) { throw std::runtime_error("smtp down"); }, once);
+        dispatcher d(bus, store, fast_poll());
+        d.start();
+        commit_one(store, {"alice", 1, "EUR"});
+        commit_one(store, {"bob", 2, "EUR"});
+        REQUIRE(d.drain(drain_timeout));
+        REQUIRE(d.dead_letters().size() == 2);
+    }
+    // A later build that no longer has money_transferred.
+    using later_events = evbus::event_set<receipt_sent>;
+    evbus::sqlite_store store(path, options);
+    evbus::bus<later_events> bus;
+    auto mail = bus.subscribe("mail", [](const receipt_sent&) {});
+    evbus::outbox_dispatcher<later_events> d(bus, store, fast_poll());
+    d.start();
+    auto dead = d.dead_letters();
+    REQUIRE(dead.size() == 2);
+    std::sort(dead.begin(), dead.end(),
+              [](const auto& x, const auto& y) { return x.event.key < y.event.key; });
+    CHECK(d.discard(dead[0].id));  // alice's: gone
+    CHECK(d.requeue(dead[1].id));  // bob's: decoded again, and dead-lettered with the cause
+    REQUIRE(d.drain(drain_timeout));
+    const auto after = d.dead_letters();
+    REQUIRE(after.size() == 1);
+    CHECK(after[0].event.key == "bob");
+    CHECK_THAT(after[0].error, Catch::Contains(std::string(money_transferred::event_name)));
+}
