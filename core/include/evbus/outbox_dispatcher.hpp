@@ -663,16 +663,20 @@ private:
 
     void run() {
         detail::name_this_thread("evbus-outbox");
-        try {
-            if (options_.resubmit_unfinished) resubmit();
-        } catch (const std::exception& e) {
-            report("evbus.dispatcher", {}, std::string("resubmitting failed: ") + e.what());
-        }
+        // Deliveries left unfinished before start() go first, a page per round, before
+        // anything new is claimed (so each key keeps its order); after a store failure the
+        // same page is tried again, and drain() does not see the dispatcher idle before then.
+        bool resubmitting = options_.resubmit_unfinished;
+        std::optional<delivery_ref> resubmitted_through;
         auto next_prune = std::chrono::steady_clock::now();
         while (!stopping_.load(std::memory_order_relaxed)) {
             const std::uint64_t generation = store_.commits().generation();
             bool worked = false;
             try {
+                if (resubmitting) {
+                    resubmitting = resubmit_page(resubmitted_through);
+                    if (resubmitting) continue;
+                }
                 worked = serve_requests();
                 worked = dispatch_claimed() || worked;
                 flush_completions();
@@ -683,7 +687,8 @@ private:
             } catch (const std::exception& e) {
                 // A store failure (busy past its timeout, disk full): nothing was confirmed or
                 // completed that was not also recorded, so the next round retries it.
-                report("evbus.dispatcher", {}, e.what());
+                report("evbus.dispatcher", {},
+                       resubmitting ? std::string("resubmitting failed: ") + e.what() : e.what());
                 wait_stopping(detail::saturating_ns(options_.poll_interval));
                 continue;
             }
@@ -841,15 +846,17 @@ private:
         if (!event.subscriptions.empty()) post(event, false);
     }
 
-    void resubmit() {
-        std::optional<delivery_ref> after;
-        for (;;) {
-            auto page = store_.unfinished(after, options_.batch_size);
-            if (page.empty()) return;
-            after = delivery_ref{page.back().event.position, page.back().subscription};
-            deliver_pending(std::move(page));
-            if (stopping_.load(std::memory_order_relaxed)) return;
-        }
+    // Hands on the next page of deliveries left unfinished after `after`; false when there
+    // are none. `after` moves past a page only once it was handed on, so a page a store
+    // failure interrupted comes again (its deliveries posted before the failure then run
+    // twice: at-least-once, and transactional handlers skip what they completed).
+    bool resubmit_page(std::optional<delivery_ref>& after) {
+        auto page = store_.unfinished(after, options_.batch_size);
+        if (page.empty()) return false;
+        delivery_ref last{page.back().event.position, page.back().subscription};
+        deliver_pending(std::move(page));
+        after = std::move(last);
+        return true;
     }
 
     bool serve_requests() {

@@ -804,3 +804,49 @@ TEST_CASE("dispatcher: a dead letter that no longer decodes can be discarded and
     CHECK(after[0].event.key == "bob");
     CHECK_THAT(after[0].error, Catch::Contains(std::string(money_transferred::event_name)));
 }
+
+TEST_CASE("dispatcher: a store failure while resubmitting is retried, not given up",
+          "[outbox][dispatcher][restart]") {
+    const auto path = (fresh_dir("d-resubmit-busy") / "app.db").string();
+    evbus::sqlite_options options;
+    options.sync = evbus::sync_mode::normal;
+    options.busy_timeout = 100ms;
+    evbus::sqlite_store store(path, options);
+    // As a crash leaves them: a rejected row that was requeued (decoding it again writes) and
+    // two deliveries confirmed but not completed.
+    insert_raw(store, "test.unknown", 1, "k", "{}");
+    commit_one(store, {"alice", 1, "EUR"});
+    commit_one(store, {"alice", 2, "EUR"});
+    const auto rows = store.claim(10);
+    REQUIRE(rows.size() == 3);
+    store.confirm({rows[2].position,
+                   {{rows[1].position, "mail"}, {rows[2].position, "mail"}},
+                   {{rows[0].position, "unknown name"}}});
+    REQUIRE(store.requeue(store.dead_letters({}).at(0).id));
+
+    // Another writer holds the database past the busy timeout when the dispatcher starts.
+    evbus::sqlite_store other(path, options);
+    auto held = other.begin(evbus::begin_mode::immediate);
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    test_bus bus({sink});
+    std::atomic<int> mailed{0};
+    auto mail = bus.subscribe("mail", [&](const money_transferred&) { ++mailed; });
+    dispatcher d(bus, store, fast_poll());
+    d.start();
+    const auto reported = [&] {
+        for (const auto& r : sink->records()) {
+            if (r.error.find("resubmitting failed") != std::string::npos) return true;
+        }
+        return false;
+    };
+    const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
+    while (!reported() && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(5ms);
+    }
+    REQUIRE(reported());
+    held->rollback();  // the other writer goes away
+    held.reset();
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(mailed == 2);
+    CHECK(store.unfinished(std::nullopt, 10).empty());
+}
