@@ -24,6 +24,9 @@ struct memory_store::state {
     std::int64_t cursor = 0;
     std::map<std::int64_t, stored_event> outbox;
     std::set<std::pair<std::int64_t, std::string>> deliveries;
+    // Positions with a delivery completed by a transaction not yet committed: the delivery is
+    // out of `deliveries` (so no one else completes it), but the event is not finished.
+    std::multiset<std::int64_t> held;
     std::int64_t next_dead = 1;
     std::map<std::int64_t, dead> dead_letters;
     std::map<std::pair<event_id, std::string>, store_clock::time_point> inbox;
@@ -34,6 +37,7 @@ struct memory_store::state {
         if (position > cursor) return;
         const auto d = deliveries.lower_bound({position, std::string{}});
         if (d != deliveries.end() && d->first == position) return;
+        if (held.count(position) != 0) return;
         for (const auto& [id, dl] : dead_letters) {
             if (dl.position == position) return;
         }
@@ -77,8 +81,16 @@ public:
     bool complete(const delivery_ref& delivery) override {
         check_open();
         const std::lock_guard lock(s_.mutex);
-        if (s_.deliveries.erase({delivery.position, delivery.subscription}) == 0) return false;
-        completed_.push_back(delivery);
+        const auto it = s_.deliveries.find({delivery.position, delivery.subscription});
+        if (it == s_.deliveries.end()) return false;
+        completed_.push_back(delivery);  // the allocations first: a failure changes nothing
+        try {
+            s_.held.insert(delivery.position);
+        } catch (...) {
+            completed_.pop_back();
+            throw;
+        }
+        s_.deliveries.erase(it);
         return true;
     }
 
@@ -100,6 +112,7 @@ public:
                 e.position = s_.next_position++;
                 s_.outbox.emplace(e.position, std::move(e));
             }
+            for (const delivery_ref& d : completed_) s_.held.erase(s_.held.find(d.position));
             for (const delivery_ref& d : completed_) s_.finish(d.position);
         }
         events_.clear();
@@ -114,6 +127,7 @@ public:
         open_ = false;
         events_.clear();
         const std::lock_guard lock(s_.mutex);
+        for (const delivery_ref& d : completed_) s_.held.erase(s_.held.find(d.position));
         try {
             for (const delivery_ref& d : completed_)
                 s_.deliveries.emplace(d.position, d.subscription);

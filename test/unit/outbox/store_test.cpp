@@ -170,6 +170,37 @@ TEST_CASE("store: deliveries complete one subscription at a time; the event goes
     CHECK(store->history({}).empty());
 }
 
+TEST_CASE("memory_store: a completion not yet committed holds its event back", "[outbox][store]") {
+    evbus::memory_store store(std::chrono::hours(1));
+    {
+        evbus::unit_of_work<events> tx(store);
+        tx.append(money_transferred{"alice", 1, "EUR"});
+        tx.commit();
+    }
+    const auto rows = store.claim(10);
+    REQUIRE(rows.size() == 1);
+    const auto p = rows[0].position;
+    store.confirm({p, {{p, "ledger"}, {p, "mail"}}, {}});
+
+    auto tx = store.begin();
+    CHECK(tx->complete({p, "ledger"}));  // a transactional handler, not committed yet
+    const delivery_ref mail{p, "mail"};
+    store.complete({&mail, 1});  // the other subscription finishes meanwhile
+    CHECK(store.history({}).empty());
+    tx->rollback();  // the handler failed: ledger still owes the event
+    const auto left = store.unfinished(std::nullopt, 10);
+    REQUIRE(left.size() == 1);
+    CHECK(left[0].subscription == "ledger");
+    CHECK(left[0].event.id == rows[0].id);
+    CHECK(store.history({}).empty());
+
+    auto again = store.begin();
+    CHECK(again->complete({p, "ledger"}));
+    again->commit();
+    CHECK(store.unfinished(std::nullopt, 10).empty());
+    CHECK(store.history({}).size() == 1);
+}
+
 TEST_CASE("store: history is read back by key and time range", "[outbox][store][history]") {
     const bool sqlite = GENERATE(false, true);
     auto store = make_store(sqlite, "history", std::chrono::hours(1));
