@@ -470,6 +470,8 @@ public:
         const auto decode_again = [&] {
             auto pending = store_.requeue(dead_letter_id);
             if (!pending) return false;  // taken meanwhile
+            // Not running: start() resubmits it with the rest of what is pending.
+            if (!engine_) return true;
             {
                 const std::lock_guard lock(mutex_);
                 requests_.push_back(std::move(*pending));
@@ -668,13 +670,14 @@ private:
         // same page is tried again, and drain() does not see the dispatcher idle before then.
         bool resubmitting = options_.resubmit_unfinished;
         std::optional<delivery_ref> resubmitted_through;
+        std::set<std::int64_t> redecoded;  // rows decoded again while resubmitting
         auto next_prune = std::chrono::steady_clock::now();
         while (!stopping_.load(std::memory_order_relaxed)) {
             const std::uint64_t generation = store_.commits().generation();
             bool worked = false;
             try {
                 if (resubmitting) {
-                    resubmitting = resubmit_page(resubmitted_through);
+                    resubmitting = resubmit_page(resubmitted_through, redecoded);
                     if (resubmitting) continue;
                 }
                 worked = serve_requests();
@@ -792,11 +795,16 @@ private:
 
     // Posts pending (event, subscription) pairs, grouped by event, in position order, each
     // event to just the subscriptions that still owe it.
-    void deliver_pending(std::vector<pending_delivery> pending) {
+    // Posts pending deliveries (resubmission, requests), decoding each event once; rows that
+    // had failed to decode are decoded again, and their positions added to `redecoded`:
+    // deliveries listed there are skipped, being the ones that decoding again just owed and
+    // posted (a later page of the resubmission lists them too).
+    void deliver_pending(std::vector<pending_delivery> pending, std::set<std::int64_t>& redecoded) {
         std::vector<decoded_event> events;
         std::vector<pending_delivery> redecode;
         const std::size_t count = pending.size();
         for (auto& p : pending) {
+            if (redecoded.count(p.event.position) != 0) continue;
             if (p.subscription.empty()) {
                 redecode.push_back(std::move(p));
                 continue;
@@ -818,7 +826,10 @@ private:
             const std::lock_guard lock(mutex_);
             stats_.resubmitted += count;
         }
-        for (auto& p : redecode) redecode_rejected(p.event);
+        for (auto& p : redecode) {
+            redecode_rejected(p.event);
+            redecoded.insert(p.event.position);  // only once done: a failure retries the row
+        }
         for (auto& e : events) {
             if (stopping_.load(std::memory_order_relaxed)) return;  // the rest stays pending
             post(e, false);
@@ -850,11 +861,11 @@ private:
     // are none. `after` moves past a page only once it was handed on, so a page a store
     // failure interrupted comes again (its deliveries posted before the failure then run
     // twice: at-least-once, and transactional handlers skip what they completed).
-    bool resubmit_page(std::optional<delivery_ref>& after) {
+    bool resubmit_page(std::optional<delivery_ref>& after, std::set<std::int64_t>& redecoded) {
         auto page = store_.unfinished(after, options_.batch_size);
         if (page.empty()) return false;
         delivery_ref last{page.back().event.position, page.back().subscription};
-        deliver_pending(std::move(page));
+        deliver_pending(std::move(page), redecoded);
         after = std::move(last);
         return true;
     }
@@ -872,7 +883,8 @@ private:
         std::stable_sort(work.begin(), work.end(), [](const auto& a, const auto& b) {
             return a.event.position < b.event.position;
         });
-        deliver_pending(std::move(work));
+        std::set<std::int64_t> redecoded;
+        deliver_pending(std::move(work), redecoded);
         return true;
     }
 

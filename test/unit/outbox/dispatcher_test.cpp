@@ -850,3 +850,41 @@ TEST_CASE("dispatcher: a store failure while resubmitting is retried, not given 
     CHECK(mailed == 2);
     CHECK(store.unfinished(std::nullopt, 10).empty());
 }
+
+TEST_CASE("dispatcher: a rejected row requeued before start() is delivered once",
+          "[outbox][dispatcher][dead_letter][restart]") {
+    // Requeued through the dispatcher, or only made pending in the store.
+    const bool through_dispatcher = GENERATE(true, false);
+    CAPTURE(through_dispatcher);
+    const auto path = (fresh_dir("d-requeue-rejected") / "app.db").string();
+    evbus::sqlite_options options;
+    options.sync = evbus::sync_mode::normal;
+    {
+        // An older build that does not know money_transferred rejects the row.
+        evbus::sqlite_store store(path, options);
+        commit_one(store, {"alice", 5, "EUR"});
+        using older_events = evbus::event_set<receipt_sent>;
+        evbus::bus<older_events> bus;
+        auto sub = bus.subscribe("receipts", [](const receipt_sent&) {});
+        evbus::outbox_dispatcher<older_events> d(bus, store, fast_poll());
+        d.start();
+        REQUIRE(d.drain(drain_timeout));
+        REQUIRE(store.dead_letters({}).size() == 1);
+    }
+    evbus::sqlite_store store(path, options);
+    test_bus bus;
+    std::atomic<int> mailed{0};
+    auto mail = bus.subscribe("mail", [&](const money_transferred&) { ++mailed; });
+    dispatcher d(bus, store, fast_poll());
+    const auto letter = store.dead_letters({}).at(0).id;
+    if (through_dispatcher) {
+        CHECK(d.requeue(letter));
+    } else {
+        CHECK(store.requeue(letter).has_value());
+    }
+    d.start();
+    REQUIRE(d.drain(drain_timeout));
+    d.stop();  // whatever was still queued has run or is pending again
+    CHECK(mailed == 1);
+    CHECK(store.unfinished(std::nullopt, 10).empty());
+}
