@@ -20,10 +20,22 @@
 // stored (name, version, payload) yields the current type; an unknown name, an unknown
 // version or a payload that does not parse gives an error text naming the cause.
 //
+// Numbers are exact both ways. Decoding checks every value of a described field, also inside
+// described members, containers and string-keyed maps, before converting it: an integer (or
+// enum) field takes only a JSON integer within its type's range, a floating field any number
+// its type can hold, a bool only true or false; anything else is a corrupt payload naming the
+// field's path and the value. Encoding a NaN or an infinity throws, since JSON has no such
+// number and the row could never be decoded.
+//
 // Thread-safety: stateless; every function may run on any thread.
 #pragma once
 
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <ranges>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -36,7 +48,22 @@
 #include <evbus/event_set.hpp>
 
 /// Declares the JSON form of `Type` from its listed fields. Namespace scope, next to the type.
-#define EVBUS_DESCRIBE(Type, ...) NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Type, __VA_ARGS__)
+/// to_json is nlohmann-json's; from_json checks each value before converting it (see the
+/// banner), and evbus_check_fields does the checks alone, for elements of containers.
+#define EVBUS_DESCRIBE(Type, ...)                                                             \
+    inline void to_json(nlohmann::json& nlohmann_json_j, const Type& nlohmann_json_t) {       \
+        NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NLOHMANN_JSON_TO, __VA_ARGS__))              \
+    }                                                                                         \
+    inline void from_json(const nlohmann::json& evbus_j, Type& evbus_t) {                     \
+        NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(EVBUS_DETAIL_READ_FIELD, __VA_ARGS__))       \
+    }                                                                                         \
+    inline void evbus_check_fields(const nlohmann::json& evbus_j, std::type_identity<Type>) { \
+        using evbus_type = Type;                                                              \
+        NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(EVBUS_DETAIL_CHECK_FIELD, __VA_ARGS__))      \
+    }
+#define EVBUS_DETAIL_READ_FIELD(field) ::evbus::detail::read_field(evbus_j, #field, evbus_t.field);
+#define EVBUS_DETAIL_CHECK_FIELD(field) \
+    ::evbus::detail::check_field<decltype(std::declval<evbus_type&>().field)>(evbus_j, #field);
 
 namespace evbus {
 
@@ -145,6 +172,166 @@ Current upcast_all(Old&& old) {
     }
 }
 
+// ---- exact numbers: what nlohmann-json's lenient conversions would truncate or wrap ---------
+
+// A JSON value its field cannot hold; the path grows while it unwinds, from "cents" to
+// "legs[1].cents". A nlohmann-json exception, so that from_json, also when called outside the
+// codec, throws the kind of exception it threw before these checks.
+class bad_value : public nlohmann::json::exception {
+public:
+    explicit bad_value(std::string problem)
+        : nlohmann::json::exception(302, ""), problem_(std::move(problem)), text_(problem_) {}
+
+    void under(std::string step) {
+        if (!path_.empty() && path_.front() != '[') step += '.';
+        path_.insert(0, step);
+        text_ = "field '" + path_ + "' " + problem_;
+    }
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    [[nodiscard]] const std::string& problem() const noexcept { return problem_; }
+    [[nodiscard]] const char* what() const noexcept override { return text_.c_str(); }
+
+private:
+    std::string path_;
+    std::string problem_;
+    std::string text_;
+};
+
+inline std::string json_value_text(const nlohmann::json& v) {
+    if (v.is_primitive() && !v.is_string()) return v.dump();
+    return (v.is_string() ? "a " : "an ") + std::string(v.type_name());
+}
+
+template <class T>
+bool is_integer_in_range(const nlohmann::json& v) {
+    using limits = std::numeric_limits<T>;
+    if (v.is_number_unsigned()) {
+        return v.get_ref<const nlohmann::json::number_unsigned_t&>() <=
+               static_cast<std::uint64_t>(limits::max());
+    }
+    if (!v.is_number_integer()) return false;
+    const std::int64_t i = v.get_ref<const nlohmann::json::number_integer_t&>();
+    return i < 0 ? i >= static_cast<std::int64_t>(limits::min())
+                 : static_cast<std::uint64_t>(i) <= static_cast<std::uint64_t>(limits::max());
+}
+
+// A type EVBUS_DESCRIBE declared (not merely a class derived from one), whose from_json checks
+// its own fields.
+template <class T>
+concept described = requires(const nlohmann::json& j) {
+    evbus_check_fields(j, std::type_identity<T>{});
+};
+
+// What nlohmann-json reads from a JSON object, one value per member.
+template <class T>
+concept string_keyed_map = requires {
+    typename T::mapped_type;
+    requires std::is_constructible_v<typename T::key_type, const std::string&>;
+};
+
+template <class T>
+void check_value(const nlohmann::json& v);
+
+template <class T>
+void read_field(const nlohmann::json& object, const char* name, T& out) {
+    const auto& v = object.at(name);
+    try {
+        if constexpr (!described<T>) check_value<T>(v);
+        v.get_to(out);
+    } catch (bad_value& e) {
+        e.under(name);
+        throw;
+    }
+}
+
+template <class T>
+void check_field(const nlohmann::json& object, const char* name) {
+    const auto it = object.find(name);
+    if (it == object.end()) return;  // from_json names the missing key
+    try {
+        check_value<T>(*it);
+    } catch (bad_value& e) {
+        e.under(name);
+        throw;
+    }
+}
+
+// Checks `v` against T where T is a number, a bool, an EVBUS_DESCRIBE'd type or a container
+// of those; a value of another shape is left to from_json, which rejects it.
+template <class T>
+void check_value(const nlohmann::json& v) {
+    using limits = std::numeric_limits<T>;
+    if constexpr (std::is_same_v<T, bool>) {
+        if (!v.is_boolean())
+            throw bad_value("holds " + json_value_text(v) + "; expected true or false");
+    } else if constexpr (std::is_integral_v<T>) {
+        if (!is_integer_in_range<T>(v)) {
+            throw bad_value("holds " + json_value_text(v) + "; expected an integer from " +
+                            std::to_string(limits::min()) + " to " + std::to_string(limits::max()));
+        }
+    } else if constexpr (std::is_floating_point_v<T>) {
+        if (!v.is_number()) throw bad_value("holds " + json_value_text(v) + "; expected a number");
+        if constexpr (limits::max() < std::numeric_limits<double>::max()) {
+            if (std::abs(v.get<double>()) > limits::max()) {
+                throw bad_value("holds " + json_value_text(v) + "; expected a number from " +
+                                nlohmann::json(limits::lowest()).dump() + " to " +
+                                nlohmann::json(limits::max()).dump());
+            }
+        }
+    } else if constexpr (std::is_enum_v<T>) {
+        if (v.is_number()) check_value<std::underlying_type_t<T>>(v);
+    } else if constexpr (described<T>) {
+        if (v.is_object()) evbus_check_fields(v, std::type_identity<T>{});
+    } else if constexpr (string_keyed_map<T>) {
+        if (!v.is_object()) return;
+        for (const auto& [key, member] : v.get_ref<const nlohmann::json::object_t&>()) {
+            try {
+                check_value<typename T::mapped_type>(member);
+            } catch (bad_value& e) {
+                e.under(key);
+                throw;
+            }
+        }
+    } else if constexpr (std::ranges::range<T> && !std::is_constructible_v<T, const std::string&>) {
+        if (!v.is_array()) return;
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            try {
+                check_value<std::ranges::range_value_t<T>>(v[i]);
+            } catch (bad_value& e) {
+                e.under("[" + std::to_string(i) + "]");
+                throw;
+            }
+        }
+    }
+}
+
+// Throws bad_value for a NaN or infinity anywhere in `v`, which dump() would write as null.
+inline void check_finite(const nlohmann::json& v) {
+    if (v.is_number_float()) {
+        const double d = v.get<double>();
+        if (!std::isfinite(d))
+            throw bad_value(std::isnan(d) ? "NaN" : d > 0 ? "infinity" : "-infinity");
+    } else if (v.is_object()) {
+        for (const auto& [key, member] : v.get_ref<const nlohmann::json::object_t&>()) {
+            try {
+                check_finite(member);
+            } catch (bad_value& e) {
+                e.under(key);
+                throw;
+            }
+        }
+    } else if (v.is_array()) {
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            try {
+                check_finite(v[i]);
+            } catch (bad_value& e) {
+                e.under("[" + std::to_string(i) + "]");
+                throw;
+            }
+        }
+    }
+}
+
 }  // namespace detail
 
 /// Encodes and decodes the payloads of one event set. See the banner.
@@ -161,11 +348,19 @@ public:
     /// A decoded event, or the text of why it could not be decoded.
     using result = std::variant<variant_type, std::string>;
 
-    /// The payload as JSON text. Throws what nlohmann-json throws (e.g. on invalid UTF-8).
+    /// The payload as JSON text. Throws std::invalid_argument naming the event and the field
+    /// for a NaN or an infinity, and what nlohmann-json throws (e.g. on invalid UTF-8).
     template <class E>
     [[nodiscard]] static std::string encode(const E& event) {
         nlohmann::json j;
         to_json(j, event);
+        try {
+            detail::check_finite(j);
+        } catch (const detail::bad_value& e) {
+            throw std::invalid_argument("evbus: cannot encode '" + std::string(E::event_name) +
+                                        "': field '" + e.path() + "' is " + e.problem() +
+                                        " and JSON has no NaN or infinity; store a finite number");
+        }
         return j.dump();
     }
 
