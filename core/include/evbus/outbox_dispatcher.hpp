@@ -61,6 +61,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <type_traits>
@@ -315,11 +316,50 @@ handler_result run_transactional(event_store& store, const outbox_positions& pos
     }
 }
 
+/// The names of the transactional subscriptions that exist now: their handlers record
+/// their completions with their own writes, so the dispatcher records none for them. A name
+/// counts once per transactional_mark alive. Thread-safe (one mutex).
+class transactional_names {
+public:
+    [[nodiscard]] bool contains(std::string_view name) const {
+        const std::lock_guard lock(mutex_);
+        return names_.find(name) != names_.end();
+    }
+
+private:
+    friend class transactional_mark;
+    mutable std::mutex mutex_;
+    std::multiset<std::string, std::less<>> names_;
+};
+
+/// Makes a name count as transactional for as long as it lives: a transactional adapter and
+/// its copies share one, so the name stops counting when the subscription's handler object
+/// is destroyed (after a reset, or when subscribing failed).
+class transactional_mark {
+public:
+    transactional_mark(std::shared_ptr<transactional_names> names, std::string name)
+        : names_(std::move(names)), name_(std::move(name)) {
+        const std::lock_guard lock(names_->mutex_);
+        names_->names_.insert(name_);
+    }
+    transactional_mark(const transactional_mark&) = delete;
+    transactional_mark& operator=(const transactional_mark&) = delete;
+    ~transactional_mark() {
+        const std::lock_guard lock(names_->mutex_);
+        names_->names_.erase(names_->names_.find(name_));
+    }
+
+private:
+    std::shared_ptr<transactional_names> names_;
+    std::string name_;
+};
+
 template <class Set, class H>
 struct transactional_adapter {
     H handlers;
     event_store* store;
     const outbox_positions* positions;
+    std::shared_ptr<const transactional_mark> mark;
 
     template <class E>
     requires(Set::template contains<E>&& std::is_invocable_v<H&, const E&, unit_of_work<Set>&>)
@@ -353,24 +393,13 @@ public:
     [[nodiscard]] subscription subscribe_transactional(std::string name, H&& handlers,
                                                        subscribe_options options = {}) {
         using adapter = detail::transactional_adapter<Set, std::remove_cvref_t<H>>;
-        // Marked before it can run (its completions commit with its writes, never through
-        // observe()); unmarked if subscribing fails, e.g. because the name is taken, so the
-        // subscription already there keeps its completions recorded.
-        bool marked = false;
-        {
-            const std::lock_guard lock(mutex_);
-            marked = transactional_.insert(name).second;
-        }
-        try {
-            return bus_.subscribe(name, adapter{std::forward<H>(handlers), &store_, &positions_},
-                                  options);
-        } catch (...) {
-            if (marked) {
-                const std::lock_guard lock(mutex_);
-                transactional_.erase(name);
-            }
-            throw;
-        }
+        // Marked before it can run; the mark goes with the handler object: when subscribing
+        // fails (the name is taken) or once the subscription is reset and its handler gone,
+        // a plain subscription of that name has its completions recorded again.
+        auto mark = std::make_shared<const detail::transactional_mark>(transactional_, name);
+        return bus_.subscribe(
+            std::move(name),
+            adapter{std::forward<H>(handlers), &store_, &positions_, std::move(mark)}, options);
     }
 
     /// Starts the engine's shards and the dispatcher thread, which first resubmits unfinished
@@ -607,7 +636,7 @@ private:
                 ++stats_.delivered;
                 stats_.failed += o.attempts > 0 ? o.attempts - 1 : 0;
                 // A transactional subscription completed its delivery in its own transaction.
-                if (position && transactional_.count(std::string(o.subscription)) == 0) {
+                if (position && !transactional_->contains(o.subscription)) {
                     wake = completions_.empty();
                     completions_.push_back({*position, std::string(o.subscription)});
                 }
@@ -903,7 +932,8 @@ private:
     std::condition_variable changed_;
     std::deque<pending_delivery> requests_;
     std::vector<delivery_ref> completions_;  // observed, not yet recorded; under mutex_
-    std::set<std::string> transactional_;    // under mutex_
+    const std::shared_ptr<detail::transactional_names> transactional_ =
+        std::make_shared<detail::transactional_names>();
     std::uint64_t idle_generation_ = 0;
     std::uint64_t idle_rounds_ = 0;
     dispatcher_stats stats_;

@@ -888,3 +888,23 @@ TEST_CASE("dispatcher: a rejected row requeued before start() is delivered once"
     CHECK(mailed == 1);
     CHECK(store.unfinished(std::nullopt, 10).empty());
 }
+
+TEST_CASE("dispatcher: a plain subscription may take a reset transactional one's name",
+          "[outbox][dispatcher][transactional]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "d-tx-reset");
+    test_bus bus;
+    dispatcher d(bus, *store, fast_poll());
+    {
+        auto ledger = d.subscribe_transactional(
+            "ledger", [](const money_transferred&, evbus::unit_of_work<events>&) {});
+    }  // reset
+    std::atomic<int> booked{0};
+    auto ledger = bus.subscribe("ledger", [&](const money_transferred&) { ++booked; });
+    d.start();
+    commit_one(*store, {"alice", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(booked == 1);
+    // The plain subscription's completion is recorded: nothing would be delivered again.
+    CHECK(store->unfinished(std::nullopt, 10).empty());
+}
