@@ -196,11 +196,7 @@ TEST_CASE("lifecycle: a requeued dead letter that stop() cuts off goes back to t
             if (s.n == 0) {
                 started = true;
                 // Holds the shard until stop() requests it.
-                const auto give_up = std::chrono::steady_clock::now() + patience;
-                while (!ctx.stop_token().stop_requested() &&
-                       std::chrono::steady_clock::now() < give_up) {
-                    std::this_thread::sleep_for(1ms);
-                }
+                (void)wait_until([&] { return ctx.stop_token().stop_requested(); });
             }
             return evbus::handler_result::ok();
         });

@@ -32,6 +32,16 @@ namespace {
 
 constexpr auto drain_timeout = 60s;
 
+// Polls `pred` until it holds or drain_timeout has passed; returns whether it held.
+template <class Pred>
+bool eventually(Pred pred) {
+    const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
+    while (!pred() && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(1ms);
+    }
+    return pred();
+}
+
 std::unique_ptr<evbus::event_store> make_store(bool sqlite, std::string_view name,
                                                std::chrono::seconds retention = {}) {
     if (!sqlite) return std::make_unique<evbus::memory_store>(retention);
@@ -586,11 +596,7 @@ TEST_CASE("dispatcher: a requeue that stop() cuts off stays pending for the next
             if (e.user_id == "hold") {
                 // The first time, holds the only shard until stop() asks it to return.
                 if (holding.exchange(true)) return;
-                const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
-                while (!ctx.stop_token().stop_requested() &&
-                       std::chrono::steady_clock::now() < give_up) {
-                    std::this_thread::sleep_for(1ms);
-                }
+                (void)eventually([&] { return ctx.stop_token().stop_requested(); });
                 return;
             }
             if (!healthy.load()) throw std::runtime_error("ledger offline");
@@ -606,11 +612,7 @@ TEST_CASE("dispatcher: a requeue that stop() cuts off stays pending for the next
         const auto dead = d.dead_letters();
         REQUIRE(dead.size() == 1);
         commit_one(*store, {"hold", 1, "EUR"});
-        const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
-        while (!holding && std::chrono::steady_clock::now() < give_up) {
-            std::this_thread::sleep_for(1ms);
-        }
-        REQUIRE(holding);
+        REQUIRE(eventually([&] { return holding.load(); }));
         healthy = true;
         CHECK(d.requeue(dead[0].id));  // queued behind "hold" on the only shard
         d.stop();                      // cuts the requeued delivery off
@@ -673,13 +675,6 @@ TEST_CASE("dispatcher: stop() does not wait out a retry backoff behind a full ri
             return evbus::handler_result::ok();
         },
         retrying);
-    const auto eventually = [](auto pred) {
-        const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
-        while (!pred() && std::chrono::steady_clock::now() < give_up) {
-            std::this_thread::sleep_for(1ms);
-        }
-        return pred();
-    };
     evbus::dispatcher_options o = fast_poll();
     o.shards = 1;
     o.ring_capacity = 2;
@@ -758,12 +753,8 @@ TEST_CASE("dispatcher: the store's history retention prunes when the options set
         for (const auto& h : d.history()) n += h.event ? 1 : 0;
         return n;
     };
-    CHECK(history_size() == 1);  // kept on completion
-    const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
-    while (history_size() != 0 && std::chrono::steady_clock::now() < give_up) {
-        std::this_thread::sleep_for(20ms);
-    }
-    CHECK(history_size() == 0);  // pruned once older than the store's second
+    CHECK(history_size() == 1);                              // kept on completion
+    CHECK(eventually([&] { return history_size() == 0; }));  // pruned after the store's second
 }
 
 TEST_CASE("dispatcher: a dead letter that no longer decodes can be discarded and requeued",
@@ -839,11 +830,7 @@ TEST_CASE("dispatcher: a store failure while resubmitting is retried, not given 
         }
         return false;
     };
-    const auto give_up = std::chrono::steady_clock::now() + drain_timeout;
-    while (!reported() && std::chrono::steady_clock::now() < give_up) {
-        std::this_thread::sleep_for(5ms);
-    }
-    REQUIRE(reported());
+    REQUIRE(eventually(reported));
     held->rollback();  // the other writer goes away
     held.reset();
     REQUIRE(d.drain(drain_timeout));
