@@ -13,9 +13,13 @@
 //          database stays consistent either way: a lost transaction loses its domain rows
 //          and its events together, never one without the other.
 //
-// Concurrency: several connections of one process (and other processes) share the file.
-// Writers are serialised by SQLite; each waits up to busy_timeout for the write lock and then
-// fails with store_error. Connections are pooled; a transaction holds one until it ends.
+// Concurrency: several connections of one process (and other processes) share the file, and
+// SQLite admits one writer at a time. This store's writers (immediate transactions and its own
+// write calls) queue inside the process, each going in as soon as the one before it ends; a
+// writer that waits longer than busy_timeout, there or in SQLite's busy handler for another
+// process's lock, fails with store_error naming the file. A deferred transaction does not
+// queue; its first write meets SQLite's lock. Connections are pooled; a transaction holds one
+// until it ends.
 //
 // Thread-safety: every member is thread-safe.
 #pragma once
@@ -33,7 +37,8 @@ enum class sync_mode : std::uint8_t { full, normal };
 
 struct sqlite_options {
     sync_mode sync = sync_mode::full;
-    /// Longest wait for another connection's write lock before a store_error.
+    /// Longest wait for the write lock (behind this store's other writers, or another
+    /// process's) before a store_error.
     std::chrono::milliseconds busy_timeout{5000};
     /// How long completed events stay in evbus_history before the outbox dispatcher prunes
     /// them (unless dispatcher_options::retention sets its own); zero deletes them on

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -188,9 +189,51 @@ struct pooled_connection {
     }
 };
 
+// Queues this store's writers inside the process. SQLite admits one writer at a time too,
+// but a connection that finds the write lock taken sleeps in SQLite's busy handler (1, 2, 5,
+// 10 ... ms) and is not woken when the lock is freed, so the dispatcher's confirm and
+// complete transactions and the modules' units of work, all short, kept sleeping whole
+// milliseconds behind each other. Here a waiting writer is woken as soon as the one before
+// it ends. Writers in other processes, or behind another sqlite_store object on the same
+// file, still meet SQLite's busy handler.
+//
+// The gate is not tied to a thread: a transaction may end on another thread than the one
+// that began it. A thread that begins a second write transaction while its first is open
+// waits here like any other writer, and fails after busy_timeout as it would in SQLite.
+class writer_gate {
+public:
+    // Waits until no other writer of this store is inside, at most `timeout`, and enters.
+    // Throws store_error (SQLITE_BUSY) when the wait times out.
+    void enter(std::chrono::milliseconds timeout, const std::string& path) {
+        std::unique_lock lock(mutex_);
+        if (!free_.wait_for(lock, timeout, [this] { return !inside_; })) {
+            throw store_error("evbus: database '" + path +
+                                  "' is locked: another transaction of this store held the "
+                                  "write lock for longer than busy_timeout (" +
+                                  std::to_string(timeout.count()) + " ms)",
+                              SQLITE_BUSY);
+        }
+        inside_ = true;
+    }
+
+    void leave() noexcept {
+        {
+            const std::lock_guard lock(mutex_);
+            inside_ = false;
+        }
+        free_.notify_one();
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable free_;
+    bool inside_ = false;
+};
+
 struct sqlite_store::impl {
     std::string path;
     sqlite_options options;
+    writer_gate writers;
     std::mutex pool_mutex;
     std::vector<std::unique_ptr<pooled_connection>> pool;  // idle connections
     sqlite_store* owner = nullptr;
@@ -321,10 +364,33 @@ private:
     std::unique_ptr<pooled_connection> conn_;
 };
 
-// BEGIN IMMEDIATE ... COMMIT around a store call; rolls back when the scope exits by throwing.
+// A writer's place in the store's writer_gate (or none, for a deferred transaction): entered
+// on construction, left by leave() or on destruction.
+class write_pass {
+public:
+    write_pass(sqlite_store::impl& s, bool enter) {
+        if (!enter) return;
+        s.writers.enter(s.options.busy_timeout, s.path);
+        gate_ = &s.writers;
+    }
+    write_pass(const write_pass&) = delete;
+    write_pass& operator=(const write_pass&) = delete;
+    ~write_pass() { leave(); }
+    void leave() noexcept {
+        if (gate_ != nullptr) std::exchange(gate_, nullptr)->leave();
+    }
+
+private:
+    writer_gate* gate_ = nullptr;
+};
+
+// BEGIN IMMEDIATE ... COMMIT around a store call, inside the writer gate; rolls back when the
+// scope exits by throwing.
 class write_scope {
 public:
-    explicit write_scope(pooled_connection& c) : c_(c) { c_.sql.exec("BEGIN IMMEDIATE"); }
+    write_scope(sqlite_store::impl& s, pooled_connection& c) : pass_(s, true), c_(c) {
+        c_.sql.exec("BEGIN IMMEDIATE");
+    }
     write_scope(const write_scope&) = delete;
     write_scope& operator=(const write_scope&) = delete;
     ~write_scope() {
@@ -333,16 +399,21 @@ public:
     void commit() {
         c_.sql.exec("COMMIT");
         done_ = true;
+        pass_.leave();
     }
 
 private:
+    write_pass pass_;  // destroyed after the destructor's ROLLBACK
     pooled_connection& c_;
     bool done_ = false;
 };
 
 class sqlite_transaction final : public store_transaction {
 public:
-    sqlite_transaction(sqlite_store::impl& s, begin_mode mode) : store_(s), conn_(s.acquire()) {
+    // An immediate transaction waits in the writer gate first, so it takes SQLite's write lock
+    // without sleeping in the busy handler behind this store's other writers.
+    sqlite_transaction(sqlite_store::impl& s, begin_mode mode)
+        : store_(s), pass_(s, mode == begin_mode::immediate), conn_(s.acquire()) {
         try {
             conn_->sql.exec(mode == begin_mode::immediate ? "BEGIN IMMEDIATE" : "BEGIN");
         } catch (...) {
@@ -414,12 +485,14 @@ public:
         const bool notify = !events_.empty();
         events_.clear();
         store_.release(std::move(conn_));
+        pass_.leave();
         if (notify) store_.owner->notify_commit();
     }
 
     void rollback() noexcept override {
         events_.clear();
         if (conn_) store_.release(std::move(conn_));  // release() rolls back an open transaction
+        pass_.leave();
     }
 
 private:
@@ -431,6 +504,7 @@ private:
     }
 
     sqlite_store::impl& store_;
+    write_pass pass_;  // before conn_: entered before the connection is taken
     std::unique_ptr<pooled_connection> conn_;
     std::vector<stored_event> events_;
 };
@@ -499,7 +573,7 @@ std::vector<stored_event> sqlite_store::claim(std::size_t limit) {
 
 void sqlite_store::confirm(const dispatch_batch& batch) {
     lease c(*impl_);
-    write_scope tx(*c);
+    write_scope tx(*impl_, *c);
     std::int64_t before = 0;
     {
         auto q = c->stmt(sql_cursor);
@@ -552,7 +626,7 @@ std::vector<pending_delivery> sqlite_store::unfinished(const std::optional<deliv
 void sqlite_store::complete(std::span<const delivery_ref> deliveries) {
     if (deliveries.empty()) return;
     lease c(*impl_);
-    write_scope tx(*c);
+    write_scope tx(*impl_, *c);
     std::int64_t low = INT64_MAX;
     std::int64_t high = 0;
     {
@@ -576,7 +650,7 @@ std::optional<std::int64_t> sqlite_store::dead_letter(const delivery_ref& delive
                                                       store_clock::time_point first_failure,
                                                       store_clock::time_point last_failure) {
     lease c(*impl_);
-    write_scope tx(*c);
+    write_scope tx(*impl_, *c);
     {
         auto del = c->stmt(sql_delete_delivery);
         del->bind(1, delivery.position).bind(2, delivery.subscription).run();
@@ -640,7 +714,7 @@ std::vector<dead_letter_entry> sqlite_store::dead_letters(const dead_letter_filt
 
 std::optional<pending_delivery> sqlite_store::requeue(std::int64_t dead_letter_id) {
     lease c(*impl_);
-    write_scope tx(*c);
+    write_scope tx(*impl_, *c);
     auto found = query_dead_letters(*c, by_id(dead_letter_id));
     if (found.empty()) return std::nullopt;
     {
@@ -659,7 +733,7 @@ std::optional<pending_delivery> sqlite_store::requeue(std::int64_t dead_letter_i
 
 bool sqlite_store::discard(std::int64_t dead_letter_id) {
     lease c(*impl_);
-    write_scope tx(*c);
+    write_scope tx(*impl_, *c);
     auto found = query_dead_letters(*c, by_id(dead_letter_id));
     if (found.empty()) return false;
     {
@@ -687,7 +761,7 @@ std::vector<stored_event> sqlite_store::history(const history_query& query) {
 
 std::size_t sqlite_store::prune(store_clock::time_point cutoff) {
     lease c(*impl_);
-    write_scope tx(*c);
+    write_scope tx(*impl_, *c);
     std::size_t n = 0;
     auto h = c->sql.prepare("DELETE FROM evbus_history WHERE completed_at < ?1");
     h.bind(1, to_ns(cutoff)).run();

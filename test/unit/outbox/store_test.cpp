@@ -8,7 +8,9 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -330,6 +332,94 @@ TEST_CASE("sqlite_store: what was committed survives closing and reopening the f
     CHECK(dead[0].error == "boom");
     CHECK(dead[0].event.key == "alice");
     CHECK(store.claim(10).empty());
+}
+
+TEST_CASE("sqlite_store: writers of one store take turns; none is held past busy_timeout",
+          "[outbox][sqlite][writers]") {
+    const auto path = (fresh_dir("writers") / "app.db").string();
+    evbus::sqlite_options options;
+    options.sync = evbus::sync_mode::normal;
+    options.busy_timeout = std::chrono::milliseconds(50);
+    auto write_one = [](evbus::event_store& store, const char* user) {
+        evbus::unit_of_work<events> tx(store);
+        tx.append(money_transferred{user, 1, "EUR"});
+        tx.commit();
+    };
+
+    SECTION("a writer waits for the open unit of work, then goes in") {
+        options.busy_timeout = std::chrono::minutes(1);
+        evbus::sqlite_store store(path, options);
+        std::mutex m;
+        std::vector<std::string> steps;
+        auto step = [&](const char* s) {
+            const std::lock_guard lock(m);
+            steps.emplace_back(s);
+        };
+        evbus::unit_of_work<events> first(store);
+        first.append(money_transferred{"alice", 1, "EUR"});
+        std::thread second([&] {
+            evbus::unit_of_work<events> tx(store);
+            step("second begun");
+            tx.append(money_transferred{"bob", 1, "EUR"});
+            tx.commit();
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it queue
+        step("first commits");
+        first.commit();
+        second.join();
+        CHECK(steps == std::vector<std::string>{"first commits", "second begun"});
+        CHECK(claimed_users(store) == std::vector<std::string>{"alice", "bob"});
+    }
+    SECTION("a writer held up past busy_timeout fails naming the file; the holder commits") {
+        evbus::sqlite_store store(path, options);
+        evbus::unit_of_work<events> holder(store);
+        holder.append(money_transferred{"alice", 1, "EUR"});
+        std::string error;
+        std::thread([&] {
+            try {
+                write_one(store, "bob");
+            } catch (const evbus::store_error& e) {
+                error = e.what();
+            }
+        }).join();
+        CHECK_THAT(error, Catch::Contains("database '" + path + "' is locked") &&
+                              Catch::Contains("busy_timeout (50 ms)"));
+        holder.commit();
+        write_one(store, "carol");
+        CHECK(claimed_users(store) == std::vector<std::string>{"alice", "carol"});
+    }
+    SECTION("a transaction that ends without a commit lets the next writer in") {
+        evbus::sqlite_store store(path, options);
+        {
+            evbus::unit_of_work<events> dropped(store);
+            dropped.append(money_transferred{"alice", 1, "EUR"});
+        }
+        evbus::unit_of_work<events> rolled_back(store);  // still alive below
+        rolled_back.append(money_transferred{"alice", 2, "EUR"});
+        rolled_back.rollback();
+        CHECK_FALSE(store.requeue(12345).has_value());  // a store call that commits nothing
+        write_one(store, "bob");
+        CHECK(claimed_users(store) == std::vector<std::string>{"bob"});
+    }
+    SECTION("a transaction may commit on another thread than the one that began it") {
+        evbus::sqlite_store store(path, options);
+        auto tx = store.begin();
+        evbus::unit_of_work<events>(*tx).append(money_transferred{"alice", 1, "EUR"});
+        std::thread([&] { tx->commit(); }).join();
+        write_one(store, "bob");
+        CHECK(claimed_users(store) == std::vector<std::string>{"alice", "bob"});
+    }
+    SECTION("a deferred transaction holds no writer back") {
+        evbus::sqlite_store store(path, options);
+        auto reader = store.begin(evbus::begin_mode::deferred);
+        {
+            auto count = reader->sql().prepare("SELECT count(*) FROM evbus_schema");
+            REQUIRE(count.step());  // the reader now holds a snapshot of the file
+        }
+        write_one(store, "alice");
+        reader->rollback();
+        CHECK(claimed_users(store) == std::vector<std::string>{"alice"});
+    }
 }
 
 TEST_CASE("sqlite_store: bad files give an error naming the file and the cause",
