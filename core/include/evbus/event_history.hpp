@@ -56,8 +56,8 @@ std::variant<std::pair<typename Set::variant_type, metadata>, std::string> decod
     meta.causation_id = row.causation_id;
     meta.trace_id = row.trace_id;
     try {
-        meta.key = event_key(row.key, "event key");
-        meta.source = source_name(row.source, "source");
+        meta.key = event_key(row.key);
+        meta.source = source_name(row.source);
     } catch (const std::length_error& e) {
         return where() + e.what();
     }

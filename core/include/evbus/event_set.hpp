@@ -194,9 +194,9 @@ void key_from_payload(const E& e, event_key& out) {
         if constexpr (detail::key_integer<std::remove_cvref_t<K>>) {
             char buf[24];  // 20 digits and a sign at most: key_integer is 64 bits at most
             const auto res = std::to_chars(buf, buf + sizeof buf, e.event_key());
-            out.assign(std::string_view(buf, static_cast<std::size_t>(res.ptr - buf)), "event key");
+            out.assign(std::string_view(buf, static_cast<std::size_t>(res.ptr - buf)));
         } else {
-            out.assign(std::string_view(e.event_key()), "event key");
+            out.assign(std::string_view(e.event_key()));
         }
     }
 }

@@ -1,7 +1,8 @@
 // evbus/inline_string.hpp — a short string stored inline, so metadata never allocates.
 //
 // Invariant: size() <= Capacity. Building one from a longer text throws std::length_error
-// that names the text and the limit; nothing is truncated silently.
+// that names the field (the Name the type carries: "event key", "source"), the text and the
+// limit; nothing is truncated silently.
 //
 // Thread-safety: a value type, like std::string.
 #pragma once
@@ -15,7 +16,16 @@
 
 namespace evbus {
 
-template <std::size_t Capacity>
+/// A string literal as a template argument: the name an inline_string's errors give.
+template <std::size_t N>
+struct field_name {
+    constexpr field_name(const char (&s)[N]) noexcept {  // NOLINT(google-explicit-constructor)
+        std::copy_n(s, N, text);
+    }
+    char text[N];  // NOLINT(modernize-avoid-c-arrays): a structural type for a literal
+};
+
+template <std::size_t Capacity, field_name Name = "string">
 class inline_string {
     static_assert(Capacity > 0 && Capacity < 256, "evbus: inline_string capacity must be 1..255");
 
@@ -25,17 +35,15 @@ public:
     /// every post.
     constexpr inline_string() noexcept {}  // NOLINT(modernize-use-equals-default): see above
 
-    /// Throws std::length_error naming `what` when `text` is longer than Capacity.
-    constexpr inline_string(std::string_view text, const char* what = "string") {  // NOLINT
-        assign(text, what);
-    }
+    /// Throws std::length_error naming the field when `text` is longer than Capacity.
+    constexpr inline_string(std::string_view text) { assign(text); }                      // NOLINT
     constexpr inline_string(const char* text) : inline_string(std::string_view(text)) {}  // NOLINT
 
-    /// Replaces the text in place. Throws std::length_error naming `what` when `text` is
+    /// Replaces the text in place. Throws std::length_error naming the field when `text` is
     /// longer than Capacity; the string is then unchanged.
-    constexpr void assign(std::string_view text, const char* what = "string") {
+    constexpr void assign(std::string_view text) {
         if (text.size() > Capacity) {
-            throw std::length_error(std::string("evbus: ") + what + " '" + std::string(text) +
+            throw std::length_error(std::string("evbus: ") + Name.text + " '" + std::string(text) +
                                     "' is " + std::to_string(text.size()) +
                                     " bytes; the limit is " + std::to_string(Capacity));
         }
@@ -51,8 +59,9 @@ public:
     constexpr operator std::string_view() const noexcept { return view(); }  // NOLINT
     [[nodiscard]] std::string str() const { return std::string(view()); }
 
-    template <std::size_t M>
-    friend constexpr bool operator==(const inline_string& a, const inline_string<M>& b) noexcept {
+    template <std::size_t M, field_name N>
+    friend constexpr bool operator==(const inline_string& a,
+                                     const inline_string<M, N>& b) noexcept {
         return a.view() == b.view();
     }
     friend constexpr bool operator==(const inline_string& a, std::string_view b) noexcept {

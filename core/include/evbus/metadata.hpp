@@ -19,9 +19,9 @@
 namespace evbus {
 
 /// Ordering key: events with equal keys are handled in order. At most 63 bytes.
-using event_key = inline_string<63>;
+using event_key = inline_string<63, "event key">;
 /// Name of the module that produced the event. At most 31 bytes.
-using source_name = inline_string<31>;
+using source_name = inline_string<31, "source">;
 
 struct metadata {
     /// Unique, time-ordered; stamped on accept when nil, and also when it is the id of the
@@ -41,7 +41,7 @@ struct metadata {
     /// Convenience for the common case: `bus.emit(e, evbus::metadata::with_key("user-7"))`.
     [[nodiscard]] static metadata with_key(std::string_view k) {
         metadata m;
-        m.key = event_key(k, "event key");
+        m.key = event_key(k);
         return m;
     }
 };

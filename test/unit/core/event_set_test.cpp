@@ -107,7 +107,21 @@ TEST_CASE("metadata: inline strings compare by their text only, a failed assign 
     CHECK(a.key == b.key);
     const evbus::metadata copy = a;  // copies only what the value is: equal again
     CHECK(copy.key == "short");
-    CHECK_THROWS_WITH(b.key.assign(std::string(64, 'x'), "event key"),
-                      Catch::Contains("limit is 63"));
+    CHECK_THROWS_WITH(b.key.assign(std::string(64, 'x')), Catch::Contains("limit is 63"));
     CHECK(b.key == "short");
+}
+
+TEST_CASE("metadata: a field too long is named however it was set", "[core][metadata]") {
+    evbus::metadata m;
+    const std::string long_key(64, 'k');
+    CHECK_THROWS_WITH(
+        m.key = std::string_view(long_key),
+        Catch::StartsWith("evbus: event key '" + long_key + "' is 64 bytes; the limit is 63"));
+    CHECK_THROWS_WITH(m.key.assign(long_key), Catch::StartsWith("evbus: event key '"));
+    const std::string long_source(32, 's');
+    CHECK_THROWS_WITH(
+        m.source = long_source.c_str(),
+        Catch::StartsWith("evbus: source '" + long_source + "' is 32 bytes; the limit is 31"));
+    CHECK(m.key.empty());
+    CHECK(m.source.empty());
 }
