@@ -139,11 +139,17 @@ namespace detail {
 class outbox_positions {
 public:
     /// Notes that `deliveries` more deliveries of event `id` (at `position`) are under way.
-    void add(const event_id& id, std::int64_t position, std::size_t deliveries) {
+    /// When another event (at another position) with the same id is under way, notes nothing
+    /// and returns that event's position: the outcomes, which name the event by its id, could
+    /// not be told apart.
+    [[nodiscard]] std::optional<std::int64_t> add(const event_id& id, std::int64_t position,
+                                                  std::size_t deliveries) {
         const std::lock_guard lock(mutex_);
-        auto& e = entries_[id];
-        e.position = position;
-        e.open += deliveries;
+        const auto [it, inserted] = entries_.try_emplace(id);
+        if (!inserted && it->second.position != position) return it->second.position;
+        it->second.position = position;
+        it->second.open += deliveries;
+        return std::nullopt;
     }
     /// The position of event `id` while a delivery of it is under way.
     [[nodiscard]] std::optional<std::int64_t> find(const event_id& id) const {
@@ -192,6 +198,13 @@ inline std::optional<dead_letter_entry> dead_letter_by_id(event_store& store, st
     auto found = store.dead_letters(filter);
     if (found.empty()) return std::nullopt;
     return std::move(found.front());
+}
+
+/// Says that the event at `position` shares its id with the event at `other`.
+inline std::string duplicate_id(const event_id& id, std::int64_t position, std::int64_t other) {
+    return "event at outbox position " + std::to_string(position) + " has the id " +
+           id.to_string() + ", which the event at position " + std::to_string(other) +
+           " has too and is still being delivered (event ids must be unique)";
 }
 
 /// Set while outbox_dispatcher::discard() has the engine take a letter: the adapter's take()
@@ -247,8 +260,16 @@ public:
         if (!l) return std::nullopt;  // does not decode (any more): it stays a dead letter
         const auto sid = static_cast<std::int64_t>(id);
         if (t_discarding_dead_letter) return store_.discard(sid) ? std::move(l) : std::nullopt;
-        if (!store_.requeue(sid)) return std::nullopt;  // taken meanwhile
-        positions_.add(l->meta.id, e->event.position, 1);
+        if (const auto other = positions_.add(l->meta.id, e->event.position, 1)) {
+            throw std::logic_error("evbus: dead letter " + std::to_string(id) +
+                                   " cannot be requeued now: its " +
+                                   duplicate_id(l->meta.id, e->event.position, *other) +
+                                   "; requeue it when that " + "one is done");
+        }
+        if (!store_.requeue(sid)) {
+            (void)positions_.finish(l->meta.id);
+            return std::nullopt;  // taken meanwhile
+        }
         return l;
     }
     [[nodiscard]] std::size_t size() const override { return list().size(); }
@@ -489,7 +510,8 @@ public:
     /// the events of that key already queued there (a parked key is released once it
     /// succeeds). Before start(), or while stopping, it stays pending for the next start(). A
     /// row that did not decode is decoded again on the dispatcher thread. False when there is
-    /// no such dead letter. Must not be called from a handler. Thread-safe.
+    /// no such dead letter. Throws std::logic_error, keeping the letter, while another event
+    /// with the same id is being delivered. Must not be called from a handler. Thread-safe.
     bool requeue(std::int64_t dead_letter_id) {
         const auto entry = detail::dead_letter_by_id(store_, dead_letter_id);
         if (!entry) return false;
@@ -769,7 +791,10 @@ private:
     // ones. Blocks while the shard's ring is full.
     void post(decoded_event& e, bool all) {
         const std::size_t deliveries = e.subscriptions.size();
-        positions_.add(e.meta.id, e.position, deliveries);
+        if (const auto other = positions_.add(e.meta.id, e.position, deliveries)) {
+            refuse_duplicate(e, *other);
+            return;
+        }
         try {
             std::visit(
                 [&](auto&& payload) {
@@ -783,6 +808,25 @@ private:
         } catch (const std::system_error&) {
             // The engine was closed (stop() began): the deliveries stay pending.
             for (std::size_t i = 0; i < deliveries; ++i) (void)positions_.finish(e.meta.id);
+        }
+    }
+
+    // Dead-letters each delivery of `e`, whose id the event at `other`, still under way, has
+    // too: delivered now, its outcomes would be taken for the other's. Requeued once that one
+    // is done, it is delivered as usual. A store failure leaves the deliveries pending.
+    void refuse_duplicate(const decoded_event& e, std::int64_t other) {
+        const std::string why = "evbus: the " + detail::duplicate_id(e.meta.id, e.position, other);
+        const auto now = store_clock::now();
+        for (const std::string& sub : e.subscriptions) {
+            report(sub, e.meta, why);
+            try {
+                if (store_.dead_letter({e.position, sub}, 0, why, now, now)) {
+                    const std::lock_guard lock(mutex_);
+                    ++stats_.dead_lettered;
+                }
+            } catch (const std::exception& x) {
+                report(sub, e.meta, std::string("evbus: could not dead-letter it: ") + x.what());
+            }
         }
     }
 

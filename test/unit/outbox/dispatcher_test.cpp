@@ -583,6 +583,48 @@ TEST_CASE("dispatcher: options at their maximum mean no limit", "[outbox][dispat
     CHECK(kept == 3);  // nothing pruned
 }
 
+TEST_CASE("dispatcher: an event whose id another under way has is dead-lettered, not mixed up",
+          "[outbox][dispatcher][dead_letter]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "d-duplicate-id");
+    test_bus bus;
+    std::atomic<bool> release{false};
+    seen_list seen;
+    auto sub = bus.subscribe("ledger", [&](const money_transferred& e) {
+        if (e.user_id == "alice") (void)eventually([&] { return release.load(); });
+        seen.add(e.user_id);
+    });
+    dispatcher d(bus, *store, fast_poll());
+    d.start();
+    const auto id = evbus::event_id::generate();
+    {
+        evbus::metadata meta;
+        meta.id = id;
+        evbus::unit_of_work<events> tx(*store);
+        tx.append(money_transferred{"alice", 1, "EUR"}, meta);  // held in its handler
+        tx.append(money_transferred{"bob", 2, "EUR"}, meta);    // the caller's mistake
+        tx.commit();
+    }
+    REQUIRE(eventually([&] { return d.dead_letters().size() == 1; }));
+    const auto letter = d.dead_letters().at(0);
+    CHECK(letter.event.key == "bob");
+    CHECK(letter.subscription == "ledger");
+    CHECK_THAT(letter.error, Catch::Contains("has the id " + id.to_string()) &&
+                                 Catch::Contains("event ids must be unique"));
+    CHECK_THROWS_WITH(d.requeue(letter.id),
+                      Catch::Contains("cannot be requeued now") && Catch::Contains(id.to_string()));
+    CHECK(d.dead_letters().size() == 1);  // the refused requeue kept it
+
+    release = true;
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(seen.get() == std::vector<std::string>{"alice"});
+    CHECK(d.requeue(letter.id));  // alice is done: bob goes through on its own
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(seen.get() == std::vector<std::string>{"alice", "bob"});
+    CHECK(d.dead_letters().empty());
+    CHECK(store->unfinished(std::nullopt, 10).empty());
+}
+
 TEST_CASE("dispatcher: a requeue that stop() cuts off stays pending for the next start()",
           "[outbox][dispatcher][dead_letter][restart]") {
     const bool sqlite = GENERATE(false, true);
