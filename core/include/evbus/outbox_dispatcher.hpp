@@ -264,7 +264,7 @@ public:
             throw std::logic_error("evbus: dead letter " + std::to_string(id) +
                                    " cannot be requeued now: its " +
                                    duplicate_id(l->meta.id, e->event.position, *other) +
-                                   "; requeue it when that " + "one is done");
+                                   "; requeue it when that one is done");
         }
         if (!store_.requeue(sid)) {
             (void)positions_.finish(l->meta.id);

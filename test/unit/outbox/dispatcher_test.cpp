@@ -57,12 +57,6 @@ evbus::dispatcher_options fast_poll() {
     return o;
 }
 
-void commit_one(evbus::event_store& store, const money_transferred& e) {
-    evbus::unit_of_work<events> tx(store);
-    tx.append(e);
-    tx.commit();
-}
-
 // A thread-safe list of what a handler saw.
 struct seen_list {
     std::mutex mutex;

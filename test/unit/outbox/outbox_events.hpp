@@ -9,6 +9,8 @@
 
 #include <evbus/codec.hpp>
 #include <evbus/event_set.hpp>
+#include <evbus/store.hpp>
+#include <evbus/unit_of_work.hpp>
 
 namespace outbox_test {
 
@@ -44,6 +46,13 @@ struct receipt_sent {
 EVBUS_DESCRIBE(receipt_sent, user_id, seq)
 
 using events = evbus::event_set<money_transferred, receipt_sent>;
+
+/// Appends `e` in a unit of work of its own and commits it.
+inline void commit_one(evbus::event_store& store, const money_transferred& e) {
+    evbus::unit_of_work<events> tx(store);
+    tx.append(e);
+    tx.commit();
+}
 
 /// A fresh directory for database files under the build tree (EVBUS_OUTBOX_TEST_DIR).
 inline std::filesystem::path fresh_dir(std::string_view name) {

@@ -340,11 +340,6 @@ TEST_CASE("sqlite_store: writers of one store take turns; none is held past busy
     evbus::sqlite_options options;
     options.sync = evbus::sync_mode::normal;
     options.busy_timeout = std::chrono::milliseconds(50);
-    auto write_one = [](evbus::event_store& store, const char* user) {
-        evbus::unit_of_work<events> tx(store);
-        tx.append(money_transferred{user, 1, "EUR"});
-        tx.commit();
-    };
 
     SECTION("a writer waits for the open unit of work, then goes in") {
         options.busy_timeout = std::chrono::minutes(1);
@@ -377,7 +372,7 @@ TEST_CASE("sqlite_store: writers of one store take turns; none is held past busy
         std::string error;
         std::thread([&] {
             try {
-                write_one(store, "bob");
+                commit_one(store, {"bob", 1, "EUR"});
             } catch (const evbus::store_error& e) {
                 error = e.what();
             }
@@ -385,7 +380,7 @@ TEST_CASE("sqlite_store: writers of one store take turns; none is held past busy
         CHECK_THAT(error, Catch::Contains("database '" + path + "' is locked") &&
                               Catch::Contains("busy_timeout (50 ms)"));
         holder.commit();
-        write_one(store, "carol");
+        commit_one(store, {"carol", 1, "EUR"});
         CHECK(claimed_users(store) == std::vector<std::string>{"alice", "carol"});
     }
     SECTION("a transaction that ends without a commit lets the next writer in") {
@@ -398,7 +393,7 @@ TEST_CASE("sqlite_store: writers of one store take turns; none is held past busy
         rolled_back.append(money_transferred{"alice", 2, "EUR"});
         rolled_back.rollback();
         CHECK_FALSE(store.requeue(12345).has_value());  // a store call that commits nothing
-        write_one(store, "bob");
+        commit_one(store, {"bob", 1, "EUR"});
         CHECK(claimed_users(store) == std::vector<std::string>{"bob"});
     }
     SECTION("a transaction may commit on another thread than the one that began it") {
@@ -406,7 +401,7 @@ TEST_CASE("sqlite_store: writers of one store take turns; none is held past busy
         auto tx = store.begin();
         evbus::unit_of_work<events>(*tx).append(money_transferred{"alice", 1, "EUR"});
         std::thread([&] { tx->commit(); }).join();
-        write_one(store, "bob");
+        commit_one(store, {"bob", 1, "EUR"});
         CHECK(claimed_users(store) == std::vector<std::string>{"alice", "bob"});
     }
     SECTION("a deferred transaction holds no writer back") {
@@ -416,7 +411,7 @@ TEST_CASE("sqlite_store: writers of one store take turns; none is held past busy
             auto count = reader->sql().prepare("SELECT count(*) FROM evbus_schema");
             REQUIRE(count.step());  // the reader now holds a snapshot of the file
         }
-        write_one(store, "alice");
+        commit_one(store, {"alice", 1, "EUR"});
         reader->rollback();
         CHECK(claimed_users(store) == std::vector<std::string>{"alice"});
     }
