@@ -130,6 +130,25 @@ struct dispatcher_stats {
     std::uint64_t resubmitted = 0;    ///< pending deliveries resubmitted at start or requeued
 };
 
+/// Thrown by outbox_dispatcher::requeue(id), which keeps the letter, while another event with
+/// the letter's event id is being delivered (event ids must be unique; see
+/// docs/outbox.md). Requeue the letter again once that event is done.
+class event_id_in_flight : public std::logic_error {
+public:
+    using std::logic_error::logic_error;
+};
+
+/// What outbox_dispatcher::requeue(filter) did with the letters the filter selected.
+struct requeue_report {
+    /// A letter left in the store, and why (event_id_in_flight's message).
+    struct refusal {
+        std::int64_t dead_letter_id = 0;
+        std::string reason;
+    };
+    std::size_t requeued = 0;      ///< letters made pending again
+    std::vector<refusal> refused;  ///< letters kept because their event id is in flight
+};
+
 namespace detail {
 
 /// The store position of each event the dispatcher posted to its engine and whose
@@ -261,10 +280,10 @@ public:
         const auto sid = static_cast<std::int64_t>(id);
         if (t_discarding_dead_letter) return store_.discard(sid) ? std::move(l) : std::nullopt;
         if (const auto other = positions_.add(l->meta.id, e->event.position, 1)) {
-            throw std::logic_error("evbus: dead letter " + std::to_string(id) +
-                                   " cannot be requeued now: its " +
-                                   duplicate_id(l->meta.id, e->event.position, *other) +
-                                   "; requeue it when that one is done");
+            throw event_id_in_flight("evbus: dead letter " + std::to_string(id) +
+                                     " cannot be requeued now: its " +
+                                     duplicate_id(l->meta.id, e->event.position, *other) +
+                                     "; requeue it when that one is done");
         }
         if (!store_.requeue(sid)) {
             (void)positions_.finish(l->meta.id);
@@ -510,7 +529,7 @@ public:
     /// the events of that key already queued there (a parked key is released once it
     /// succeeds). Before start(), or while stopping, it stays pending for the next start(). A
     /// row that did not decode is decoded again on the dispatcher thread. False when there is
-    /// no such dead letter. Throws std::logic_error, keeping the letter, while another event
+    /// no such dead letter. Throws event_id_in_flight, keeping the letter, while another event
     /// with the same id is being delivered. Must not be called from a handler. Thread-safe.
     bool requeue(std::int64_t dead_letter_id) {
         const auto entry = detail::dead_letter_by_id(store_, dead_letter_id);
@@ -550,11 +569,19 @@ public:
         }
         return done;
     }
-    /// Requeues every dead letter `filter` selects, oldest first; returns how many.
-    std::size_t requeue(const dead_letter_filter& filter) {
-        std::size_t n = 0;
-        for (const auto& d : store_.dead_letters(filter)) n += requeue(d.id) ? 1 : 0;
-        return n;
+    /// Requeues every dead letter `filter` selects, oldest first. A letter whose requeue is
+    /// refused (event_id_in_flight) stays in the store and is reported; the letters after it
+    /// are still requeued. Letters taken meanwhile by another call are in neither count.
+    requeue_report requeue(const dead_letter_filter& filter) {
+        requeue_report report;
+        for (const auto& d : store_.dead_letters(filter)) {
+            try {
+                report.requeued += requeue(d.id) ? 1 : 0;
+            } catch (const event_id_in_flight& e) {
+                report.refused.push_back({d.id, e.what()});
+            }
+        }
+        return report;
     }
     /// Deletes a dead letter (through the engine, so a key parked behind it moves on). False
     /// when there is none. Must not be called from a handler. Thread-safe.

@@ -428,7 +428,7 @@ TEST_CASE("dispatcher: dead letters are requeued through the dispatcher, or disc
     healthy = true;
     evbus::dead_letter_filter bob;
     bob.key = "bob";
-    CHECK(d.requeue(bob) == 1);
+    CHECK(d.requeue(bob).requeued == 1);
     CHECK(d.requeue(dead[0].id));
     REQUIRE(d.drain(drain_timeout));
     auto delivered = seen.get();  // two separate requeues: either may be served first
@@ -519,7 +519,7 @@ TEST_CASE("dispatcher: a parked key waits behind its persisted dead letter acros
     healthy = true;
     evbus::dead_letter_filter alice;
     alice.key = "alice";
-    REQUIRE(d.requeue(alice) == 1);
+    REQUIRE(d.requeue(alice).requeued == 1);
     REQUIRE(d.drain(drain_timeout));
     CHECK(seen.get() == std::vector<std::string>{"alice#1", "alice#2", "alice#3"});
     const auto bob = d.dead_letters();
@@ -583,12 +583,18 @@ TEST_CASE("dispatcher: an event whose id another under way has is dead-lettered,
     auto store = make_store(sqlite, "d-duplicate-id");
     test_bus bus;
     std::atomic<bool> release{false};
+    std::atomic<bool> erin_fails{true};
     seen_list seen;
     auto sub = bus.subscribe("ledger", [&](const money_transferred& e) {
         if (e.user_id == "alice") (void)eventually([&] { return release.load(); });
+        if (e.user_id == "erin" && erin_fails) throw std::runtime_error("ledger offline");
         seen.add(e.user_id);
     });
-    dispatcher d(bus, *store, fast_poll());
+    auto options = fast_poll();
+    options.shards = 2;  // erin's shard is not the one alice holds
+    REQUIRE(evbus::shard_of(evbus::metadata::with_key("erin"), 2) !=
+            evbus::shard_of(evbus::metadata::with_key("alice"), 2));
+    dispatcher d(bus, *store, options);
     d.start();
     const auto id = evbus::event_id::generate();
     {
@@ -600,21 +606,35 @@ TEST_CASE("dispatcher: an event whose id another under way has is dead-lettered,
         tx.commit();
     }
     REQUIRE(eventually([&] { return d.dead_letters().size() == 1; }));
+    commit_one(*store, {"erin", 3, "EUR"});  // its letter comes after bob's
+    REQUIRE(eventually([&] { return d.dead_letters().size() == 2; }));
     const auto letter = d.dead_letters().at(0);
     CHECK(letter.event.key == "bob");
     CHECK(letter.subscription == "ledger");
     CHECK_THAT(letter.error, Catch::Contains("has the id " + id.to_string()) &&
                                  Catch::Contains("event ids must be unique"));
+    CHECK_THROWS_AS(d.requeue(letter.id), evbus::event_id_in_flight);
     CHECK_THROWS_WITH(d.requeue(letter.id),
                       Catch::Contains("cannot be requeued now") && Catch::Contains(id.to_string()));
-    CHECK(d.dead_letters().size() == 1);  // the refused requeue kept it
+    CHECK(d.dead_letters().size() == 2);  // the refused requeues kept it
+
+    // Requeueing them all: bob's is refused and kept, erin's behind it still goes.
+    erin_fails = false;
+    const auto report = d.requeue(evbus::dead_letter_filter{});
+    CHECK(report.requeued == 1);
+    REQUIRE(report.refused.size() == 1);
+    CHECK(report.refused[0].dead_letter_id == letter.id);
+    CHECK_THAT(report.refused[0].reason, Catch::Contains("cannot be requeued now"));
+    REQUIRE(eventually([&] { return seen.get() == std::vector<std::string>{"erin"}; }));
+    REQUIRE(d.dead_letters().size() == 1);
+    CHECK(d.dead_letters().at(0).id == letter.id);
 
     release = true;
     REQUIRE(d.drain(drain_timeout));
-    CHECK(seen.get() == std::vector<std::string>{"alice"});
+    CHECK(seen.get() == std::vector<std::string>{"erin", "alice"});
     CHECK(d.requeue(letter.id));  // alice is done: bob goes through on its own
     REQUIRE(d.drain(drain_timeout));
-    CHECK(seen.get() == std::vector<std::string>{"alice", "bob"});
+    CHECK(seen.get() == std::vector<std::string>{"erin", "alice", "bob"});
     CHECK(d.dead_letters().empty());
     CHECK(store->unfinished(std::nullopt, 10).empty());
 }
