@@ -9,8 +9,9 @@
 //     ... write the effect ...
 //     tx.commit();                                     // effect and inbox mark together
 //
-// Inbox rows are pruned with history (event_store::prune), so keep them at least as long as
-// an event can be redelivered.
+// The outbox dispatcher prunes inbox rows older than its retention (dispatcher_options::
+// retention, else the store's history_retention; event_store::prune), so keep them at least
+// as long as an event can be redelivered. With neither set, inbox rows are kept for good.
 //
 // Thread-safety: as the unit of work it is given (one thread at a time).
 #pragma once

@@ -104,9 +104,10 @@ struct dispatcher_options {
     std::chrono::milliseconds poll_interval{200};
     /// At start(), deliver again what was confirmed but not completed before (a crash).
     bool resubmit_unfinished = true;
-    /// How often history and inbox rows older than `retention` are pruned (stores that keep
-    /// history); zero retention takes the store's event_store::history_retention(). Neither
-    /// may be negative; prune_every zero prunes on every round of the dispatch loop.
+    /// How often history and inbox rows older than `retention` are pruned; zero retention
+    /// takes the store's event_store::history_retention(), and when both are zero nothing is
+    /// pruned (a store that keeps no history then keeps its inbox rows for good). Neither may
+    /// be negative; prune_every zero prunes on every round of the dispatch loop.
     std::chrono::seconds retention{0};
     std::chrono::seconds prune_every{60};
     /// The engine's shards (worker threads running the handlers); 0: one per hardware thread;
@@ -761,7 +762,7 @@ private:
                 worked = serve_requests();
                 worked = dispatch_claimed() || worked;
                 flush_completions();
-                if (store_.keeps_history() && std::chrono::steady_clock::now() >= next_prune) {
+                if (retention().count() > 0 && std::chrono::steady_clock::now() >= next_prune) {
                     prune();
                     next_prune = detail::deadline_in(detail::saturating_ns(options_.prune_every));
                 }
@@ -785,14 +786,17 @@ private:
         changed_.notify_all();
     }
 
-    // Prunes what is older than the retention (the options', else the store's); a retention
-    // reaching back before the clock's epoch (seconds::max(), say) keeps everything instead
-    // of overflowing the subtraction.
+    // How long history and inbox rows are kept: the options' retention, else the store's;
+    // zero: nothing is pruned.
+    std::chrono::seconds retention() const noexcept {
+        return options_.retention.count() > 0 ? options_.retention : store_.history_retention();
+    }
+
+    // Prunes what is older than the retention; a retention reaching back before the clock's
+    // epoch (seconds::max(), say) keeps everything instead of overflowing the subtraction.
     void prune() {
-        const std::chrono::seconds retention =
-            options_.retention.count() > 0 ? options_.retention : store_.history_retention();
         const auto keep =
-            std::chrono::duration_cast<store_clock::duration>(detail::saturating_ns(retention));
+            std::chrono::duration_cast<store_clock::duration>(detail::saturating_ns(retention()));
         const auto now = store_clock::now();
         if (keep < now.time_since_epoch()) store_.prune(now - keep);
     }

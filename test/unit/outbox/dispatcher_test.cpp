@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -811,6 +812,42 @@ TEST_CASE("dispatcher: the store's history retention prunes when the options set
     };
     CHECK(history_size() == 1);                              // kept on completion
     CHECK(eventually([&] { return history_size() == 0; }));  // pruned after the store's second
+}
+
+TEST_CASE("dispatcher: its retention prunes inbox rows of a store that keeps no history",
+          "[outbox][dispatcher][inbox]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "d-inbox-retention");  // keeps no history
+    REQUIRE_FALSE(store->keeps_history());
+    test_bus bus;
+    std::mutex mutex;
+    std::optional<evbus::event_id> handled;
+    auto sub = bus.subscribe("guarded", [&](const money_transferred&, evbus::handler_context& ctx) {
+        evbus::unit_of_work<events> tx(*store);
+        if (evbus::inbox::processed(tx, ctx)) return;
+        tx.commit();
+        const std::lock_guard lock(mutex);
+        handled = ctx.meta().id;
+    });
+    evbus::dispatcher_options o = fast_poll();
+    o.retention = 1s;
+    o.prune_every = 0s;  // look on every round
+    dispatcher d(bus, *store, o);
+    d.start();
+    commit_one(*store, {"alice", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    const evbus::event_id id = [&] {
+        const std::lock_guard lock(mutex);
+        REQUIRE(handled.has_value());
+        return *handled;
+    }();
+    // Whether the inbox still holds the mark; the probe's own mark is rolled back.
+    const auto marked = [&] {
+        evbus::unit_of_work<events> probe(*store);
+        return evbus::inbox::processed(probe, id, "guarded");
+    };
+    CHECK(marked());
+    CHECK(eventually([&] { return !marked(); }));  // pruned when older than the retention
 }
 
 TEST_CASE("dispatcher: a dead letter that no longer decodes can be discarded and requeued",
