@@ -6,8 +6,12 @@
 // sql() throws store_error, so a module that only appends events runs unchanged on either
 // store. Nothing survives the process.
 //
-// Isolation: a transaction's completion and inbox marks take effect when made (and are
-// undone by rollback); its events become visible at commit, all at once.
+// Isolation: a transaction's completion marks take effect when made (and are undone by
+// rollback); its events become visible at commit, all at once. An inbox mark that another
+// open transaction has made waits, as SQLite's writers wait for its lock, until that one
+// commits (then the event counts as processed) or rolls back (then this one marks it); when
+// that mark was made on the calling thread, which would wait for itself, it throws
+// store_error instead.
 //
 // Thread-safety: every member is thread-safe (one mutex).
 #pragma once

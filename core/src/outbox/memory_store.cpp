@@ -1,8 +1,10 @@
 #include <evbus/memory_store.hpp>
 
 #include <algorithm>
+#include <condition_variable>
 #include <optional>
 #include <ranges>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,7 +31,15 @@ struct memory_store::state {
     std::multiset<std::int64_t> held;
     std::int64_t next_dead = 1;
     std::map<std::int64_t, dead> dead_letters;
-    std::map<std::pair<event_id, std::string>, store_clock::time_point> inbox;
+    // An inbox mark; `writer` is the open transaction that made it (null once committed),
+    // which other transactions wait for, as a database's writers wait on its lock.
+    struct mark {
+        store_clock::time_point at;
+        const void* writer;
+        std::thread::id thread;  // the writer's thread when it marked
+    };
+    std::map<std::pair<event_id, std::string>, mark> inbox;
+    std::condition_variable inbox_settled;  // an open transaction's marks committed or undone
     std::map<std::int64_t, std::pair<stored_event, store_clock::time_point>> history;
 
     // Caller holds mutex.
@@ -96,10 +106,29 @@ public:
 
     bool mark_processed(const event_id& event, std::string_view subscription) override {
         check_open();
-        const std::lock_guard lock(s_.mutex);
         std::pair<event_id, std::string> k{event, std::string(subscription)};
-        if (!s_.inbox.emplace(k, store_clock::now()).second) return false;
-        marked_.push_back(std::move(k));
+        std::unique_lock lock(s_.mutex);
+        for (auto it = s_.inbox.find(k); it != s_.inbox.end(); it = s_.inbox.find(k)) {
+            const memory_store::state::mark& m = it->second;
+            if (m.writer == nullptr || m.writer == this) return false;  // processed
+            // Another transaction's mark, not committed yet: what it turns into decides.
+            if (m.thread == std::this_thread::get_id()) {
+                throw store_error("evbus: memory_store: event " + event.to_string() +
+                                  " is being marked processed for '" + k.second +
+                                  "' by another open transaction of this thread, which this "
+                                  "one would wait for forever; commit or roll that one back "
+                                  "first");
+            }
+            s_.inbox_settled.wait(lock);
+        }
+        marked_.push_back(k);  // the allocations first: a failure changes nothing
+        try {
+            s_.inbox.emplace(std::move(k), memory_store::state::mark{store_clock::now(), this,
+                                                                     std::this_thread::get_id()});
+        } catch (...) {
+            marked_.pop_back();
+            throw;
+        }
         return true;
     }
 
@@ -114,7 +143,13 @@ public:
             }
             for (const delivery_ref& d : completed_) s_.held.erase(s_.held.find(d.position));
             for (const delivery_ref& d : completed_) s_.finish(d.position);
+            for (const auto& k : marked_) {
+                if (const auto it = s_.inbox.find(k); it != s_.inbox.end()) {
+                    it->second.writer = nullptr;
+                }
+            }
         }
+        if (!marked_.empty()) s_.inbox_settled.notify_all();
         events_.clear();
         completed_.clear();
         marked_.clear();
@@ -135,6 +170,7 @@ public:
             // Out of memory restoring a delivery mark: nothing sensible is left to do.
         }
         for (const auto& k : marked_) s_.inbox.erase(k);
+        if (!marked_.empty()) s_.inbox_settled.notify_all();
         completed_.clear();
         marked_.clear();
     }
@@ -288,7 +324,9 @@ std::size_t memory_store::prune(store_clock::time_point cutoff) {
     const std::lock_guard lock(state_->mutex);
     std::size_t n = 0;
     n += std::erase_if(state_->history, [&](const auto& h) { return h.second.second < cutoff; });
-    n += std::erase_if(state_->inbox, [&](const auto& i) { return i.second < cutoff; });
+    n += std::erase_if(state_->inbox, [&](const auto& i) {
+        return i.second.writer == nullptr && i.second.at < cutoff;  // not an open one's mark
+    });
     return n;
 }
 

@@ -7,8 +7,10 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <latch>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -311,6 +313,57 @@ TEST_CASE("store: the inbox remembers a processed event, and a rollback forgets 
     }
     auto tx = store->begin();
     CHECK_FALSE(tx->mark_processed(id, "mail"));
+}
+
+TEST_CASE("store: a mark another open transaction is making waits for its outcome",
+          "[outbox][store][inbox]") {
+    const bool sqlite = GENERATE(false, true);
+    const bool first_commits = GENERATE(false, true);
+    auto store = make_store(sqlite, "inbox-wait");
+    const auto id = evbus::event_id::generate();
+    auto first = store->begin();
+    REQUIRE(first->mark_processed(id, "mail"));
+    std::latch started(1);
+    std::optional<bool> second_marked;
+    std::thread second([&] {
+        started.count_down();
+        auto tx = store->begin();  // SQLite waits here, for the write lock
+        second_marked = tx->mark_processed(id, "mail");
+        tx->commit();
+    });
+    started.wait();
+    // Let the second get to its wait; the outcome does not depend on whether it did.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (first_commits) {
+        first->commit();
+    } else {
+        first->rollback();
+    }
+    second.join();
+    REQUIRE(second_marked.has_value());
+    // Marked once in all: by the first if it committed, else by the second.
+    CHECK(*second_marked == !first_commits);
+    auto tx = store->begin();
+    CHECK_FALSE(tx->mark_processed(id, "mail"));
+}
+
+TEST_CASE("memory_store: a second open transaction of one thread may not wait for the first's mark",
+          "[outbox][store][inbox]") {
+    evbus::memory_store store;
+    const auto id = evbus::event_id::generate();
+    auto first = store.begin();
+    REQUIRE(first->mark_processed(id, "mail"));
+    {
+        auto second = store.begin();
+        CHECK_THROWS_WITH(second->mark_processed(id, "mail"),
+                          Catch::Contains("by another open transaction of this thread") &&
+                              Catch::Contains(id.to_string()) && Catch::Contains("'mail'"));
+        CHECK(second->mark_processed(id, "sms"));  // the failed mark changed nothing else
+    }
+    first->commit();
+    auto tx = store.begin();
+    CHECK_FALSE(tx->mark_processed(id, "mail"));
+    CHECK(tx->mark_processed(id, "sms"));  // the second rolled back
 }
 
 TEST_CASE("sqlite_store: what was committed survives closing and reopening the file",
