@@ -40,7 +40,7 @@ TEST_CASE("histogram: quantiles are never below the true value and at most 12.5%
     CHECK(s.p999 <= s.max);
 }
 
-TEST_CASE("histogram: an empty histogram summarises to zeros; negatives count as zero",
+TEST_CASE("histogram: an empty histogram summarises to zeros, negatives count as zero",
           "[engine][metrics][histogram]") {
     latency_histogram h;
     CHECK(h.summary().count == 0);

@@ -201,7 +201,7 @@ TEST_CASE("engine: post_to delivers to the named subscriptions only", "[engine][
     CHECK(engine.metrics().shards[0].accepted == 2);
 }
 
-TEST_CASE("engine: a variant is posted as the alternative it holds; causation propagates",
+TEST_CASE("engine: a variant is posted as the alternative it holds, and causation propagates",
           "[engine][order]") {
     test_bus bus;
     std::vector<evbus::metadata> metas;  // one key, one worker

@@ -35,8 +35,8 @@ struct ledger {
 }  // namespace
 
 TEST_CASE(
-    "parking: a failed head on key A holds later A events while key B flows; requeue "
-    "releases A in order",
+    "parking: a failed head on key A holds later A events while key B flows, and a "
+    "requeue releases A in order",
     "[engine][parking]") {
     test_bus bus;
     // One shard, so A and B share a worker: B flowing shows that parking is per key.

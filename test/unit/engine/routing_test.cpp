@@ -21,7 +21,7 @@ TEST_CASE("routing: key_hash is XXH3_64bits with seed 0, the same in every run",
     CHECK(evbus::id_hash(id) == 17019787413000642840ULL);
 }
 
-TEST_CASE("routing: a keyed event goes to hash(key) mod N; a keyless one by its id",
+TEST_CASE("routing: a keyed event goes to hash(key) mod N, a keyless one by its id",
           "[engine][routing]") {
     evbus::metadata keyed = evbus::metadata::with_key("alice");
     keyed.id = evbus::event_id::generate();

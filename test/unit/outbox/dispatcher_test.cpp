@@ -243,7 +243,7 @@ TEST_CASE("dispatcher: five subscriptions, two failing: a restart resubmits only
     CHECK(store.unfinished(std::nullopt, 10).empty());
 }
 
-TEST_CASE("dispatcher: bad rows become dead letters naming row and cause; others flow",
+TEST_CASE("dispatcher: bad rows become dead letters naming row and cause, others flow",
           "[outbox][dispatcher][errors]") {
     auto store = make_store(true, "d-bad");
     test_bus bus;

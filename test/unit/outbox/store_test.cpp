@@ -136,7 +136,7 @@ TEST_CASE("store: out-of-order commits are claimed in commit order and none is s
     CHECK(claimed_users(*store) == std::vector<std::string>{"t1", "t0"});
 }
 
-TEST_CASE("store: deliveries complete one subscription at a time; the event goes last",
+TEST_CASE("store: deliveries complete one subscription at a time, the event goes last",
           "[outbox][store]") {
     const bool sqlite = GENERATE(false, true);
     auto store = make_store(sqlite, "complete", std::chrono::hours(1));
@@ -387,7 +387,7 @@ TEST_CASE("sqlite_store: what was committed survives closing and reopening the f
     CHECK(store.claim(10).empty());
 }
 
-TEST_CASE("sqlite_store: writers of one store take turns; none is held past busy_timeout",
+TEST_CASE("sqlite_store: writers of one store take turns, none is held past busy_timeout",
           "[outbox][sqlite][writers]") {
     const auto path = (fresh_dir("writers") / "app.db").string();
     evbus::sqlite_options options;
