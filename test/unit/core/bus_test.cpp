@@ -3,6 +3,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -22,6 +23,16 @@ struct ledger {
         seen->push_back("withdraw:" + e.user + ":" + std::string(m.event_name));
     }
 };
+
+// A payload derived from another payload of its set.
+struct paid {
+    static constexpr std::string_view event_name = "test.paid";
+    std::string user;
+};
+struct paid_express : paid {
+    static constexpr std::string_view event_name = "test.paidExpress";
+};
+using payment_events = evbus::event_set<paid, paid_express>;
 
 int pinged_total = 0;
 void on_pinged(const pinged& p) {
@@ -70,6 +81,21 @@ TEST_CASE("bus: a variant is dispatched by the alternative it holds", "[core][bu
     const events::variant_type v = withdrawn{"carol", 1};
     CHECK(bus.emit(v).handled == 1);
     CHECK(seen == std::vector<std::string>{"withdraw:carol:test.withdrawn"});
+}
+
+TEST_CASE("bus: a base payload's handler takes derived alternatives unless they have their own",
+          "[core][bus]") {
+    evbus::bus<payment_events> bus;
+    std::vector<std::string> seen;
+    auto any_payment =
+        bus.subscribe("any", [&](const paid& p) { seen.push_back("any:" + p.user); });
+    auto split = bus.subscribe(
+        "split",
+        evbus::overload([&](const paid& p) { seen.push_back("plain:" + p.user); },
+                        [&](const paid_express& p) { seen.push_back("express:" + p.user); }));
+    CHECK(bus.emit(paid_express{{"alice"}}).handled == 2);
+    CHECK(bus.emit(paid{"bob"}).handled == 2);
+    CHECK(seen == std::vector<std::string>{"any:alice", "express:alice", "any:bob", "plain:bob"});
 }
 
 TEST_CASE("bus: a duplicate subscription name is an error naming it", "[core][bus]") {
