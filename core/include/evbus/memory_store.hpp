@@ -9,9 +9,10 @@
 // Isolation: a transaction's completion marks take effect when made (and are undone by
 // rollback); its events become visible at commit, all at once. An inbox mark that another
 // open transaction has made waits, as SQLite's writers wait for its lock, until that one
-// commits (then the event counts as processed) or rolls back (then this one marks it); when
-// that mark was made on the calling thread, which would wait for itself, it throws
-// store_error instead.
+// commits (then the event counts as processed) or rolls back (then this one marks it). It
+// throws store_error instead when that mark was made on the calling thread, which would wait
+// for itself, or when that transaction waits, directly or through others, for a mark of this
+// one (a deadlock).
 //
 // Thread-safety: every member is thread-safe (one mutex).
 #pragma once

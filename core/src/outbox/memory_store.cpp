@@ -40,6 +40,9 @@ struct memory_store::state {
     };
     std::map<std::pair<event_id, std::string>, mark> inbox;
     std::condition_variable inbox_settled;  // an open transaction's marks committed or undone
+    // Each waiting transaction -> the one whose mark it waits for. Acyclic: the transaction
+    // that would close a cycle fails instead of waiting.
+    std::map<const void*, const void*> inbox_waits;
     std::map<std::int64_t, std::pair<stored_event, store_clock::time_point>> history;
 
     // Caller holds mutex.
@@ -112,14 +115,27 @@ public:
             const memory_store::state::mark& m = it->second;
             if (m.writer == nullptr || m.writer == this) return false;  // processed
             // Another transaction's mark, not committed yet: what it turns into decides.
-            if (m.thread == std::this_thread::get_id()) {
+            const auto refuse = [&](const char* why) {
                 throw store_error("evbus: memory_store: event " + event.to_string() +
                                   " is being marked processed for '" + k.second +
-                                  "' by another open transaction of this thread, which this "
-                                  "one would wait for forever; commit or roll that one back "
-                                  "first");
+                                  "' by another open transaction " + why);
+            };
+            if (m.thread == std::this_thread::get_id()) {
+                refuse(
+                    "of this thread, which this one would wait for forever; commit or roll "
+                    "that one back first");
             }
+            // Waiting for a transaction that (through others) waits for this one would never
+            // end: this one fails instead, as a database's deadlock detection picks a victim.
+            for (auto w = s_.inbox_waits.find(m.writer); w != s_.inbox_waits.end();
+                 w = s_.inbox_waits.find(w->second)) {
+                if (w->second == this) {
+                    refuse("that waits for a mark of this one (a deadlock); roll this one back");
+                }
+            }
+            s_.inbox_waits[this] = m.writer;
             s_.inbox_settled.wait(lock);
+            s_.inbox_waits.erase(this);
         }
         marked_.push_back(k);  // the allocations first: a failure changes nothing
         try {

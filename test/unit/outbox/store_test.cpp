@@ -366,6 +366,37 @@ TEST_CASE("memory_store: a second open transaction of one thread may not wait fo
     CHECK(tx->mark_processed(id, "sms"));  // the second rolled back
 }
 
+TEST_CASE("memory_store: two transactions waiting for each other's marks: one fails, one goes on",
+          "[outbox][store][inbox]") {
+    evbus::memory_store store;
+    const auto a = evbus::event_id::generate();
+    const auto b = evbus::event_id::generate();
+    std::latch both_marked(2);
+    // Marks `own`, then the other's event; returns whether that second mark threw.
+    const auto run = [&](const evbus::event_id& own, const evbus::event_id& other,
+                         std::string& error) {
+        auto tx = store.begin();
+        const bool marked = tx->mark_processed(own, "mail");
+        both_marked.arrive_and_wait();
+        try {
+            const bool second = tx->mark_processed(other, "mail");
+            if (marked && second) tx->commit();  // else the check below fails: roll back
+        } catch (const evbus::store_error& e) {
+            error = e.what();
+        }
+    };
+    std::string error_a, error_b;
+    std::thread other([&] { run(b, a, error_b); });
+    run(a, b, error_a);
+    other.join();
+    // Whichever closed the cycle failed and rolled back; the other then marked both.
+    CHECK(error_a.empty() != error_b.empty());
+    CHECK_THAT(error_a + error_b, Catch::Contains("(a deadlock)") && Catch::Contains("'mail'"));
+    auto tx = store.begin();
+    CHECK_FALSE(tx->mark_processed(a, "mail"));
+    CHECK_FALSE(tx->mark_processed(b, "mail"));
+}
+
 TEST_CASE("sqlite_store: what was committed survives closing and reopening the file",
           "[outbox][sqlite]") {
     const auto path = (fresh_dir("reopen") / "app.db").string();
