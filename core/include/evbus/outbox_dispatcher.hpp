@@ -608,6 +608,8 @@ public:
         }
         return !ec;
     }
+    /// Discards every dead letter `filter` selects, oldest first; returns how many (letters
+    /// taken meanwhile by another call are not counted).
     std::size_t discard(const dead_letter_filter& filter) {
         std::size_t n = 0;
         for (const auto& d : store_.dead_letters(filter)) n += discard(d.id) ? 1 : 0;
