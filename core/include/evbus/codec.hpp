@@ -18,7 +18,9 @@
 // payload_codec<Set> proves at compile time that every listed old version reaches the current
 // one through upcasts with rising versions, and names the type when one does not. Decoding a
 // stored (name, version, payload) yields the current type; an unknown name, an unknown
-// version or a payload that does not parse gives an error text naming the cause.
+// version or a payload that does not parse gives an error text naming the cause; so does a
+// user's from_json or upcast that throws (an upcast refusing an old value, say), except
+// std::bad_alloc, which propagates: a failed allocation says nothing about the row.
 //
 // Numbers are exact both ways. Decoding checks every value of a described field, also inside
 // described members, containers and string-keyed maps, before converting it: an integer (or
@@ -34,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <ranges>
 #include <stdexcept>
 #include <string>
@@ -425,7 +428,25 @@ private:
             return result{std::in_place_index<1>,
                           "corrupt payload for '" + std::string(E::event_name) + "' version " +
                               std::to_string(payload_version<Stored>) + ": " + e.what()};
+        } catch (const std::bad_alloc&) {
+            throw;  // the machine's trouble, not the row's: the caller tries again later
+        } catch (const std::exception& e) {
+            // A user's from_json or upcast refused the stored value: the row's fault too.
+            return result{std::in_place_index<1>, converting<E, Stored>() + e.what()};
+        } catch (...) {
+            return result{std::in_place_index<1>,
+                          converting<E, Stored>() + "an exception that is not a std::exception"};
         }
+    }
+
+    template <class E, class Stored>
+    static std::string converting() {
+        std::string s = "reading '" + std::string(E::event_name) + "' version " +
+                        std::to_string(payload_version<Stored>);
+        if constexpr (!std::is_same_v<E, Stored>) {
+            s += " and upcasting it to version " + std::to_string(payload_version<E>);
+        }
+        return s + " threw: ";
     }
 };
 

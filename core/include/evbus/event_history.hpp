@@ -50,6 +50,10 @@ std::variant<std::pair<typename Set::variant_type, metadata>, std::string> decod
                ", " + row.name + " v" + std::to_string(row.version) + "): ";
     };
     if (result.index() == 1) return where() + std::get<1>(result);
+    // The id is the event's identity for completion, parking and inbox dedupe; delivered
+    // under an id made up on the spot, it could never be completed and would run again
+    // after every restart. (A store reads an id that does not parse as nil.)
+    if (row.id.is_nil()) return where() + "its event id is missing or not a valid id";
     metadata meta;
     meta.id = row.id;
     meta.correlation_id = row.correlation_id;

@@ -37,6 +37,8 @@ store_clock::time_point from_ns(std::int64_t ns) noexcept {
         std::chrono::duration_cast<store_clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
+// Text that is not an id reads as nil, as a root event's causation id is; an event whose own
+// id is nil is rejected, naming its row, when it is decoded (decode_row).
 event_id parse_id(std::string_view text) {
     return event_id::parse(text).value_or(event_id{});
 }

@@ -115,6 +115,13 @@ TEST_CASE("codec: bad rows give an error naming the cause", "[outbox][codec]") {
         REQUIRE(r.index() == 1);
         CHECK_THAT(std::get<1>(r), Catch::Contains("key 'seq' not found"));
     }
+    SECTION("old payload its upcast refuses") {
+        const auto r = codec::decode("transfer.moneyTransferred", 1, R"({"cents":-5,"user":"x"})");
+        REQUIRE(r.index() == 1);
+        CHECK(std::get<1>(r) ==
+              "reading 'transfer.moneyTransferred' version 1 and upcasting it to version 2 "
+              "threw: a version 1 transfer of -5 cents");
+    }
 }
 
 TEST_CASE("codec: an integer field takes only a JSON integer in its type's range",

@@ -254,6 +254,20 @@ TEST_CASE("dispatcher: bad rows become dead letters naming row and cause, others
     insert_raw(*store, "transfer.moneyTransferred", 2, "x", "{\"user_id\": \"x\", \"cents\": ");
     insert_raw(*store, "transfer.moneyBurned", 1, "y", "{}");
     insert_raw(*store, "transfer.moneyTransferred", 9, "z", "{}");
+    // An old row its upcast refuses (it throws), and a row whose event id is not an id.
+    insert_raw(*store, "transfer.moneyTransferred", 1, "v",
+               evbus::payload_codec<events>::encode(money_transferred_v1{"v", -5}));
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.sql()
+            .prepare("INSERT INTO evbus_outbox(event_id, name, version, key, correlation_id, "
+                     "causation_id, trace_id, source, occurred_at, payload) VALUES ('not-an-id', "
+                     "?1, 2, 'w', '', '', '', '', 0, ?2)")
+            .bind(1, std::string(money_transferred::event_name))
+            .bind(2, evbus::payload_codec<events>::encode(money_transferred{"w", 1, "EUR"}))
+            .run();
+        tx.commit();
+    }
     commit_one(*store, {"last", 2, "EUR"});
     d.start();
     REQUIRE(d.drain(drain_timeout));
@@ -262,7 +276,7 @@ TEST_CASE("dispatcher: bad rows become dead letters naming row and cause, others
     CHECK(good == std::vector<std::string>{"first", "last"});
 
     const auto dead = d.dead_letters();
-    REQUIRE(dead.size() == 3);
+    REQUIRE(dead.size() == 5);
     for (const auto& letter : dead) {
         CHECK(letter.subscription.empty());
         CHECK_THAT(letter.error,
@@ -272,7 +286,11 @@ TEST_CASE("dispatcher: bad rows become dead letters naming row and cause, others
     CHECK_THAT(dead[0].error, Catch::Contains("corrupt payload"));
     CHECK_THAT(dead[1].error, Catch::Contains("unknown event name 'transfer.moneyBurned'"));
     CHECK_THAT(dead[2].error, Catch::Contains("unknown version 9"));
-    CHECK(d.stats().rejected == 3);
+    CHECK_THAT(dead[3].error, Catch::Contains("reading 'transfer.moneyTransferred' version 1 and "
+                                              "upcasting it to version 2 threw: a version 1 "
+                                              "transfer of -5 cents"));
+    CHECK_THAT(dead[4].error, Catch::Contains("its event id is missing or not a valid id"));
+    CHECK(d.stats().rejected == 5);
 }
 
 TEST_CASE("dispatcher: a v1 row written by an older build reaches handlers as v2",

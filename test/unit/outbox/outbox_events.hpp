@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -33,7 +34,12 @@ struct money_transferred {
 };
 EVBUS_DESCRIBE(money_transferred, user_id, cents, currency)
 
+// Version 1 had no refunds: an old row below zero is damaged, and the upcast says so.
 inline money_transferred upcast(const money_transferred_v1& old) {
+    if (old.cents < 0) {
+        throw std::invalid_argument("a version 1 transfer of " + std::to_string(old.cents) +
+                                    " cents");
+    }
     return money_transferred{old.user, old.cents, "EUR"};
 }
 
