@@ -454,8 +454,12 @@ public:
         eo.dead_letters =
             std::make_shared<detail::outbox_dead_letters<Set>>(store_, positions_, bus_.table());
         eo.on_outcome = [this](const delivery_outcome& o) { observe(o); };
-        engine_ = std::make_unique<engine<Set>>(bus_, std::move(eo));
-        stopping_.store(false, std::memory_order_relaxed);  // before the thread exists
+        auto e = std::make_shared<engine<Set>>(bus_, std::move(eo));
+        {
+            const std::lock_guard lock(mutex_);
+            engine_ = std::move(e);
+            stopping_.store(false, std::memory_order_relaxed);  // before the thread exists
+        }
         thread_ = std::thread([this] { run(); });
     }
 
@@ -481,7 +485,15 @@ public:
             } catch (const std::exception& e) {
                 report("evbus.dispatcher", {}, e.what());  // they stay pending: redelivered
             }
-            engine_.reset();
+            std::shared_ptr<engine<Set>> last;
+            {
+                const std::lock_guard lock(mutex_);
+                last = std::move(engine_);
+                requests_.clear();  // pending in the store: the next start() resubmits them
+            }
+            // A requeue() or discard() may still hold it, past its post guard (the engine
+            // closed, so it leaves the letter pending or discards it in the store); the last
+            // holder destroys it.
         }
         positions_.clear();
     }
@@ -535,16 +547,18 @@ public:
     bool requeue(std::int64_t dead_letter_id) {
         const auto entry = detail::dead_letter_by_id(store_, dead_letter_id);
         if (!entry) return false;
+        const std::shared_ptr<engine<Set>> e = running_engine();
         bool done = false;
         // A row that does not decode (now), whatever its subscription: the dispatcher thread
         // decodes it again and dead-letters it anew, with the cause, if it still fails.
         const auto decode_again = [&] {
             auto pending = store_.requeue(dead_letter_id);
             if (!pending) return false;  // taken meanwhile
-            // Not running: start() resubmits it with the rest of what is pending.
-            if (!engine_) return true;
             {
                 const std::lock_guard lock(mutex_);
+                // Stopped or stopping: the next start() resubmits it with the rest of what is
+                // pending.
+                if (engine_ == nullptr || stopping_.load(std::memory_order_relaxed)) return true;
                 requests_.push_back(std::move(*pending));
             }
             store_.notify_commit();
@@ -552,7 +566,7 @@ public:
         };
         if (entry->subscription.empty()) {
             done = decode_again();
-        } else if (engine<Set>* e = engine_.get()) {
+        } else if (e) {
             const std::error_code ec = e->requeue(static_cast<std::uint64_t>(dead_letter_id));
             if (ec == engine_errc::closed) {
                 done = store_.requeue(dead_letter_id).has_value();
@@ -589,8 +603,8 @@ public:
     bool discard(std::int64_t dead_letter_id) {
         const auto entry = detail::dead_letter_by_id(store_, dead_letter_id);
         if (!entry) return false;
-        engine<Set>* e = engine_.get();
-        if (entry->subscription.empty() || e == nullptr) return store_.discard(dead_letter_id);
+        const std::shared_ptr<engine<Set>> e = running_engine();
+        if (entry->subscription.empty() || !e) return store_.discard(dead_letter_id);
         const bool saved = detail::t_discarding_dead_letter;
         detail::t_discarding_dead_letter = true;
         std::error_code ec;
@@ -666,6 +680,12 @@ private:
         metadata meta;
         std::vector<std::string> subscriptions;
     };
+
+    // The engine while running; kept alive by the caller even if stop() runs meanwhile.
+    std::shared_ptr<engine<Set>> running_engine() const {
+        const std::lock_guard lock(mutex_);
+        return engine_;
+    }
 
     void stage(dispatch_stage s) {
         if (options_.observer) options_.observer(s);
@@ -998,7 +1018,10 @@ private:
     event_store& store_;
     const dispatcher_options options_;
     detail::outbox_positions positions_;
-    std::unique_ptr<engine<Set>> engine_;  // set by start(), reset by stop()
+    // Set by start() and dropped by stop(), both under mutex_; requeue() and discard() copy
+    // it under mutex_ (they may race stop()); the loop, drain() and metrics() read it
+    // without, as start() and stop() are not called concurrently with them.
+    std::shared_ptr<engine<Set>> engine_;
     std::thread thread_;
     // Memory ordering: stopping_ is written under mutex_ (so condition waits see it) and read
     // relaxed by the loop between batches; a late read only delays the stop by one batch, and

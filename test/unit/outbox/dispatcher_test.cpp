@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +23,7 @@
 #include <range/v3/view/filter.hpp>
 #include <range/v3/view/transform.hpp>
 
+#include "forwarding_store.hpp"
 #include "outbox_events.hpp"
 #include "thread_names.hpp"
 
@@ -1005,4 +1008,63 @@ TEST_CASE("dispatcher: a plain subscription may take a reset transactional one's
     CHECK(booked == 1);
     // The plain subscription's completion is recorded: nothing would be delivered again.
     CHECK(store->unfinished(std::nullopt, 10).empty());
+}
+
+TEST_CASE("dispatcher: requeue() racing stop() leaves the letter pending for the next start()",
+          "[outbox][dispatcher][dead_letter][race]") {
+    forwarding_store store(std::make_unique<evbus::memory_store>());
+    test_bus bus;
+    std::atomic<bool> down{true};
+    std::atomic<int> mailed{0};
+    evbus::subscribe_options once;
+    once.retry.max_attempts = 1;
+    auto mail = bus.subscribe(
+        "mail",
+        [&](const money_transferred&) {
+            if (down) throw std::runtime_error("smtp down");
+            ++mailed;
+        },
+        once);
+    // requeue() looks the letter up, then the engine does; the second lookup waits here until
+    // stop() has returned, which is when stop() used to have destroyed that engine.
+    std::mutex m;
+    std::condition_variable cv;
+    bool held = false;
+    bool stopped = false;
+    int lookups = 0;
+    store.before_dead_letters = [&](const evbus::dead_letter_filter& f) {
+        if (!f.id) return;
+        std::unique_lock lock(m);
+        if (++lookups != 2) return;
+        held = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return stopped; });
+    };
+    dispatcher d(bus, store, fast_poll());
+    d.start();
+    commit_one(store, {"alice", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    const auto dead = d.dead_letters();
+    REQUIRE(dead.size() == 1);
+    down = false;
+
+    std::atomic<bool> requeued{false};
+    std::thread operator_thread([&] { requeued = d.requeue(dead[0].id); });
+    {
+        std::unique_lock lock(m);
+        cv.wait(lock, [&] { return held; });
+    }
+    d.stop();
+    {
+        const std::lock_guard lock(m);
+        stopped = true;
+    }
+    cv.notify_all();
+    operator_thread.join();
+    CHECK(requeued);
+    CHECK(store.dead_letters({}).empty());
+    d.start();
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(mailed == 1);
+    CHECK(store.unfinished(std::nullopt, 10).empty());
 }
