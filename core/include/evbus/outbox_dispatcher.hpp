@@ -1010,7 +1010,19 @@ private:
             return a.event.position < b.event.position;
         });
         std::set<std::int64_t> redecoded;
-        deliver_pending(std::move(work), redecoded);
+        try {
+            deliver_pending(work, redecoded);
+        } catch (...) {
+            // A store failure: what was not decoded again goes back to the front, for the
+            // next round. (Requests are rows to decode again, and letters the engine could not
+            // decode, dead-lettered again if they still fail: repeating one of those writes
+            // nothing twice.)
+            const std::lock_guard lock(mutex_);
+            for (auto it = work.rbegin(); it != work.rend(); ++it) {
+                if (redecoded.count(it->event.position) == 0) requests_.push_front(std::move(*it));
+            }
+            throw;
+        }
         return true;
     }
 

@@ -1068,3 +1068,36 @@ TEST_CASE("dispatcher: requeue() racing stop() leaves the letter pending for the
     CHECK(mailed == 1);
     CHECK(store.unfinished(std::nullopt, 10).empty());
 }
+
+TEST_CASE("dispatcher: a requeued rejected row outlives a store failure while decoded again",
+          "[outbox][dispatcher][dead_letter]") {
+    forwarding_store store(make_store(true, "d-requeue-store-failure"));
+    std::atomic<bool> fail_once{false};
+    store.before_confirm = [&] {
+        if (fail_once.exchange(false)) throw evbus::store_error("injected: database is locked");
+    };
+    // A version this build does not know: rejected.
+    insert_raw(store, "transfer.moneyTransferred", 9, "alice",
+               evbus::payload_codec<events>::encode(money_transferred{"alice", 1, "EUR"}));
+    test_bus bus;
+    std::atomic<int> mailed{0};
+    auto mail = bus.subscribe("mail", [&](const money_transferred&) { ++mailed; });
+    dispatcher d(bus, store, fast_poll());
+    d.start();
+    REQUIRE(d.drain(drain_timeout));
+    const auto dead = d.dead_letters();
+    REQUIRE(dead.size() == 1);
+    {
+        // The fix, deployed: the row now says a version this build knows.
+        evbus::unit_of_work<events> tx(store);
+        tx.sql().prepare("UPDATE evbus_outbox SET version = 2").run();
+        tx.commit();
+    }
+    fail_once = true;  // decoding it again fails once to confirm its deliveries
+    REQUIRE(d.requeue(dead[0].id));
+    REQUIRE(d.drain(drain_timeout));
+    CHECK_FALSE(fail_once);
+    CHECK(mailed == 1);
+    CHECK(d.dead_letters().empty());
+    CHECK(store.unfinished(std::nullopt, 10).empty());
+}
