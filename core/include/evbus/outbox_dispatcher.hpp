@@ -346,15 +346,22 @@ handler_result run_transactional(event_store& store, const outbox_positions& pos
         }
     }
     using R = decltype(body(tx));
+    handler_result result = handler_result::ok();
     if constexpr (std::is_void_v<R>) {
         body(tx);
-        tx.tx().commit();  // the unit of work's own commit() refuses: it is lent
-        return handler_result::ok();
     } else {
-        handler_result result = body(tx);
-        if (result.succeeded()) tx.tx().commit();
-        return result;
+        result = body(tx);
+        if (!result.succeeded()) return result;  // rolled back with the unit of work
     }
+    // Past its budget the engine counts the call as failed and retries or dead-letters it:
+    // its writes must not stand beside that. (A commit that itself runs past the deadline
+    // still counts as an overrun; a retry then finds the delivery completed.)
+    if (handler_context::clock::now() >= ctx.deadline()) {
+        return handler_result::retry("evbus: the transaction was rolled back: the handler's "
+                                     "time budget ran out before it could commit");
+    }
+    tx.tx().commit();  // the unit of work's own commit() refuses: it is lent
+    return result;
 }
 
 /// The names of the transactional subscriptions that exist now: their handlers record
@@ -429,7 +436,9 @@ public:
 
     /// Subscribes a handler that runs inside a store transaction: overloads take
     /// (const E&, evbus::unit_of_work<Set>&) and may return handler_result. Its writes and its
-    /// completion mark commit together, so its effects happen exactly once. Thread-safe.
+    /// completion mark commit together, so its effects happen exactly once. A call that is
+    /// past its timeout when it returns rolls back instead of committing: the overrun is a
+    /// failure, retried or dead-lettered like any other. Thread-safe.
     template <class H>
     [[nodiscard]] subscription subscribe_transactional(std::string name, H&& handlers,
                                                        subscribe_options options = {}) {

@@ -1101,3 +1101,36 @@ TEST_CASE("dispatcher: a requeued rejected row outlives a store failure while de
     CHECK(d.dead_letters().empty());
     CHECK(store.unfinished(std::nullopt, 10).empty());
 }
+
+TEST_CASE("dispatcher: a transactional handler past its timeout rolls back its writes",
+          "[outbox][dispatcher][transactional][timeout]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "d-tx-overrun");
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    test_bus bus({sink});
+    std::atomic<int> receipts{0};
+    auto count = bus.subscribe("receipts", [&](const receipt_sent&) { ++receipts; });
+    dispatcher d(bus, *store, fast_poll());
+    evbus::subscribe_options o;
+    o.timeout = 10ms;
+    o.retry.max_attempts = 1;
+    auto mail = d.subscribe_transactional(
+        "mail",
+        [](const money_transferred& e, evbus::unit_of_work<events>& tx) {
+            tx.append(receipt_sent{e.user_id, 1});
+            std::this_thread::sleep_for(50ms);  // five times its budget
+        },
+        o);
+    d.start();
+    commit_one(*store, {"alice", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    REQUIRE(d.drain(drain_timeout));  // and anything the handler's commit would have appended
+    CHECK(receipts == 0);
+    const auto dead = d.dead_letters();
+    REQUIRE(dead.size() == 1);
+    CHECK(dead[0].subscription == "mail");
+    CHECK_THAT(dead[0].error, Catch::Contains("timeout"));
+    for (const auto& r : sink->records()) {
+        CHECK_THAT(r.error, !Catch::Contains("lost"));
+    }
+}
