@@ -928,20 +928,32 @@ private:
         return true;
     }
 
-    // Posts pending (event, subscription) pairs, grouped by event, in position order, each
-    // event to just the subscriptions that still owe it.
-    // Posts pending deliveries (resubmission, requests), decoding each event once; rows that
-    // had failed to decode are decoded again, and their positions added to `redecoded`:
-    // deliveries listed there are skipped, being the ones that decoding again just owed and
-    // posted (a later page of the resubmission lists them too).
+    // Posts pending deliveries (resubmission, requests), in position order, each event
+    // decoded once and posted to just the subscriptions that still owe it. A row that had
+    // failed to decode is decoded again in its place, the events before it posted first, and
+    // its position added to `redecoded` once done: deliveries listed there are skipped, being
+    // the ones that decoding again just owed and posted (this page or a later one may list
+    // them too).
     void deliver_pending(std::vector<pending_delivery> pending, std::set<std::int64_t>& redecoded) {
+        {
+            const std::lock_guard lock(mutex_);
+            stats_.resubmitted += pending.size();
+        }
         std::vector<decoded_event> events;
-        std::vector<pending_delivery> redecode;
-        const std::size_t count = pending.size();
+        const auto post_events = [&] {
+            for (auto& e : events) {
+                if (stopping_.load(std::memory_order_relaxed)) return false;  // rest pending
+                post(e, false);
+            }
+            events.clear();
+            return true;
+        };
         for (auto& p : pending) {
             if (redecoded.count(p.event.position) != 0) continue;
             if (p.subscription.empty()) {
-                redecode.push_back(std::move(p));
+                if (!post_events()) return;
+                redecode_rejected(p.event);
+                redecoded.insert(p.event.position);  // only once done: a failure retries it
                 continue;
             }
             if (!events.empty() && events.back().position == p.event.position) {
@@ -957,18 +969,7 @@ private:
             std::get<0>(d).subscriptions.push_back(std::move(p.subscription));
             events.push_back(std::move(std::get<0>(d)));
         }
-        {
-            const std::lock_guard lock(mutex_);
-            stats_.resubmitted += count;
-        }
-        for (auto& p : redecode) {
-            redecode_rejected(p.event);
-            redecoded.insert(p.event.position);  // only once done: a failure retries the row
-        }
-        for (auto& e : events) {
-            if (stopping_.load(std::memory_order_relaxed)) return;  // the rest stays pending
-            post(e, false);
-        }
+        (void)post_events();
     }
 
     // A requeued row that had failed to decode: decode it again and owe its deliveries.

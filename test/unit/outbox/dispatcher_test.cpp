@@ -1134,3 +1134,34 @@ TEST_CASE("dispatcher: a transactional handler past its timeout rolls back its w
         CHECK_THAT(r.error, !Catch::Contains("lost"));
     }
 }
+
+TEST_CASE("dispatcher: a requeued rejected row is resubmitted in its key's order, once",
+          "[outbox][dispatcher][dead_letter][restart][order]") {
+    const auto path = (fresh_dir("d-redecode-order") / "app.db").string();
+    evbus::sqlite_options options;
+    options.sync = evbus::sync_mode::normal;
+    evbus::sqlite_store store(path, options);
+    commit_one(store, {"alice", 1, "EUR"});
+    commit_one(store, {"alice", 2, "EUR"});
+    const auto rows = store.claim(10);
+    REQUIRE(rows.size() == 2);
+    // As a crash leaves them: alice's first event owed to "mail", not delivered; her second
+    // rejected (by an older build), requeued, and decoded again as far as owing it to "mail",
+    // the requeue's own marker not yet completed.
+    store.confirm({rows[1].position,
+                   {{rows[0].position, "mail"}},
+                   {{rows[1].position, "unknown name"}}});
+    REQUIRE(store.requeue(store.dead_letters({}).at(0).id));
+    store.confirm({0, {{rows[1].position, "mail"}}, {}});
+
+    test_bus bus;
+    seen_list seen;
+    auto mail =
+        bus.subscribe("mail", [&](const money_transferred& e) { seen.add(std::to_string(e.cents)); });
+    dispatcher d(bus, store, fast_poll());
+    d.start();
+    REQUIRE(d.drain(drain_timeout));
+    CHECK(seen.get() == std::vector<std::string>{"1", "2"});
+    CHECK(d.dead_letters().empty());
+    CHECK(store.unfinished(std::nullopt, 10).empty());
+}
