@@ -357,8 +357,9 @@ handler_result run_transactional(event_store& store, const outbox_positions& pos
     // its writes must not stand beside that. (A commit that itself runs past the deadline
     // still counts as an overrun; a retry then finds the delivery completed.)
     if (handler_context::clock::now() >= ctx.deadline()) {
-        return handler_result::retry("evbus: the transaction was rolled back: the handler's "
-                                     "time budget ran out before it could commit");
+        return handler_result::retry(
+            "evbus: the transaction was rolled back: the handler's time budget ran out before it "
+            "could commit");
     }
     tx.tx().commit();  // the unit of work's own commit() refuses: it is lent
     return result;

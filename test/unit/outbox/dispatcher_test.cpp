@@ -263,9 +263,10 @@ TEST_CASE("dispatcher: bad rows become dead letters naming row and cause, others
     {
         evbus::unit_of_work<events> tx(*store);
         tx.sql()
-            .prepare("INSERT INTO evbus_outbox(event_id, name, version, key, correlation_id, "
-                     "causation_id, trace_id, source, occurred_at, payload) VALUES ('not-an-id', "
-                     "?1, 2, 'w', '', '', '', '', 0, ?2)")
+            .prepare(
+                "INSERT INTO evbus_outbox(event_id, name, version, key, correlation_id, "
+                "causation_id, trace_id, source, occurred_at, payload) VALUES ('not-an-id', "
+                "?1, 2, 'w', '', '', '', '', 0, ?2)")
             .bind(1, std::string(money_transferred::event_name))
             .bind(2, evbus::payload_codec<events>::encode(money_transferred{"w", 1, "EUR"}))
             .run();
@@ -1148,16 +1149,15 @@ TEST_CASE("dispatcher: a requeued rejected row is resubmitted in its key's order
     // As a crash leaves them: alice's first event owed to "mail", not delivered; her second
     // rejected (by an older build), requeued, and decoded again as far as owing it to "mail",
     // the requeue's own marker not yet completed.
-    store.confirm({rows[1].position,
-                   {{rows[0].position, "mail"}},
-                   {{rows[1].position, "unknown name"}}});
+    store.confirm(
+        {rows[1].position, {{rows[0].position, "mail"}}, {{rows[1].position, "unknown name"}}});
     REQUIRE(store.requeue(store.dead_letters({}).at(0).id));
     store.confirm({0, {{rows[1].position, "mail"}}, {}});
 
     test_bus bus;
     seen_list seen;
-    auto mail =
-        bus.subscribe("mail", [&](const money_transferred& e) { seen.add(std::to_string(e.cents)); });
+    auto mail = bus.subscribe(
+        "mail", [&](const money_transferred& e) { seen.add(std::to_string(e.cents)); });
     dispatcher d(bus, store, fast_poll());
     d.start();
     REQUIRE(d.drain(drain_timeout));
