@@ -661,8 +661,10 @@ private:
                     deliver(d);
                 }
             } catch (...) {
-                // Out of memory while copying an event into a dead letter or a park, or
-                // while describing a failure: keep the worker alive and say what happened.
+                // Out of memory while describing a failure or noting an outcome: keep the
+                // worker alive and say what happened. An event still counts as handled (it
+                // throws before deliver() and requeued() count it, never after), so that
+                // accepted == handled + not_run holds.
                 try {
                     runtime().report(d.meta, "",
                                      "evbus: internal error while delivering: " +
@@ -671,6 +673,7 @@ private:
                 } catch (...) {
                     // Nothing left to report with.
                 }
+                if (!std::holds_alternative<detail::control_entry>(d.event)) detail::bump(handled);
                 finish_report(d);
             }
         }
@@ -784,7 +787,19 @@ private:
         void park(const V& event, const metadata& meta, const detail::subscription_state& sub,
                   detail::subscription_stats& stats, detail::delivery_extras* x) {
             park_state* st = park_of(sub.name, meta.key.view());
-            st->waiting.push_back(parked_event{to_event(event), meta});
+            try {
+                st->waiting.push_back(parked_event{to_event(event), meta});
+            } catch (...) {
+                // The payload's copy threw: this delivery is lost, reported; the others of
+                // the row go on.
+                const std::string why =
+                    "evbus: the event could not be parked, the delivery is lost: " +
+                    describe_exception(std::current_exception());
+                runtime().report(meta, sub.name, why, 0);
+                add_outcome(x, sub.name, delivery_status::not_run, 0, why);
+                restart_clock();
+                return;
+            }
             detail::bump(stats.parked);
             detail::bump(parked);
             restart_clock();  // copying into the park is not the next call's time
@@ -847,23 +862,21 @@ private:
                                      const detail::subscription_state& sub,
                                      detail::subscription_stats& stats, const detail::run_result& r,
                                      bool parks) {
-            letter l;
-            l.event = to_event(event);
-            l.meta = meta;
-            l.subscription = sub.name;
-            l.attempts = r.attempts;
-            l.last_error = failure().error;
-            l.first_failure = failure().first;
-            l.last_failure = failure().last;
-            l.parks_key = parks;
             std::uint64_t id = 0;
             try {
-                id = owner_.store_->add(std::move(l));
+                // Copying the payload may throw too (a payload's copy constructor, memory):
+                // like a failing store, that loses this one delivery, reported, not the
+                // subscriptions after it in the row. (Built whole: payloads need no default
+                // constructor.)
+                id = owner_.store_->add(letter{0, to_event(event), meta, sub.name, r.attempts,
+                                               failure().error, failure().first, failure().last,
+                                               parks});
             } catch (...) {
-                runtime().report(meta, sub.name,
-                                 "evbus: the dead-letter store failed, the delivery is lost: " +
-                                     describe_exception(std::current_exception()),
-                                 r.attempts);
+                runtime().report(
+                    meta, sub.name,
+                    "evbus: the dead letter could not be stored, the delivery is lost: " +
+                        describe_exception(std::current_exception()),
+                    r.attempts);
                 return 0;
             }
             detail::bump(dead_lettered);
@@ -921,16 +934,9 @@ private:
             if (x == nullptr || !x->letter) return;
             const detail::delivery_extras::letter_record& r = *x->letter;
             try {
-                letter l;
-                l.event = to_event(d.event);
-                l.meta = r.meta;
-                l.subscription = x->only.front();
-                l.attempts = r.attempts;
-                l.last_error = r.last_error;
-                l.first_failure = r.first_failure;
-                l.last_failure = r.last_failure;
-                l.parks_key = r.parks_key;
-                owner_.store_->put_back(std::move(l));
+                owner_.store_->put_back(letter{0, to_event(d.event), r.meta, x->only.front(),
+                                               r.attempts, r.last_error, r.first_failure,
+                                               r.last_failure, r.parks_key});
             } catch (...) {
                 try {
                     runtime().report(d.meta, x->only.front(),

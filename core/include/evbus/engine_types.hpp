@@ -44,7 +44,8 @@ enum class delivery_status : std::uint8_t {
     succeeded,      ///< the handler returned success (possibly after retries)
     dead_lettered,  ///< retries ran out or the error was permanent: see the dead-letter store
     parked,         ///< held behind a dead letter of the same key and subscription
-    not_run,        ///< the engine stopped (its drain deadline passed) before it ran
+    not_run,        ///< the engine stopped (its drain deadline passed) before it ran, or the
+                    ///< event could not be parked (its copy threw; the error says so)
 };
 
 [[nodiscard]] std::string_view to_string(delivery_status s) noexcept;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -144,6 +145,85 @@ TEST_CASE("engine: a handler that throws on event 2 of 3 dead-letters only event
     engine.post(step{"bob", 4});
     engine.drain();
     CHECK(handled == std::vector<int>{1, 3, 4});
+}
+
+namespace {
+
+std::atomic<bool> copies_throw{false};
+
+// A payload whose copy can throw (it owns something whose copy can fail); its move cannot,
+// so posting never copies it: only a dead letter or a park does.
+struct fragile {
+    static constexpr std::string_view event_name = "test.fragile";
+    std::string key;
+    int n = 0;
+    fragile(std::string k, int v) : key(std::move(k)), n(v) {}
+    fragile(const fragile& o) : key(o.key), n(o.n) {
+        if (copies_throw) throw std::runtime_error("fragile copy failed");
+    }
+    fragile(fragile&&) noexcept = default;
+    fragile& operator=(const fragile&) = default;
+    fragile& operator=(fragile&&) noexcept = default;
+    ~fragile() = default;
+    [[nodiscard]] std::string_view event_key() const { return key; }
+};
+using fragile_events = evbus::event_set<fragile>;
+
+bool reported(const evbus::dead_letter_list& sink, std::string_view text) {
+    const auto records = sink.records();
+    return std::any_of(records.begin(), records.end(), [&](const evbus::failure_record& r) {
+        return r.error.find(text) != std::string::npos;
+    });
+}
+
+}  // namespace
+
+TEST_CASE("engine: a payload copy that throws loses one delivery, reported, not the row's rest",
+          "[engine][failure]") {
+    const bool parks = GENERATE(false, true);
+    CAPTURE(parks);
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    evbus::bus<fragile_events> bus({sink});
+    std::vector<int> a_handled;  // one key: one worker; read after drain()
+    std::atomic<int> b_handled{0};
+    evbus::subscribe_options o;
+    o.retry.max_attempts = 1;
+    o.park_key_on_failure = parks;
+    auto a = bus.subscribe(
+        "a",
+        [&](const fragile& f) {
+            if (f.n == 1) throw std::runtime_error("a fails on 1");
+            a_handled.push_back(f.n);
+        },
+        o);
+    auto b = bus.subscribe("b", [&](const fragile&) { ++b_handled; });
+    evbus::engine<fragile_events> engine(bus, {.shards = 1});
+    if (parks) {
+        // The first failure is dead-lettered and parks the key; the copy into the park throws.
+        engine.post(fragile{"k", 1});
+        engine.drain();
+        REQUIRE(engine.dead_letters().size() == 1);
+        copies_throw = true;
+        engine.post(fragile{"k", 2});
+    } else {
+        // The copy into the dead letter throws.
+        copies_throw = true;
+        engine.post(fragile{"k", 1});
+    }
+    engine.drain();
+    copies_throw = false;
+    CHECK(b_handled == (parks ? 2 : 1));  // the subscription after it still ran
+    CHECK(a_handled.empty());
+    CHECK(engine.dead_letters().size() == (parks ? 1U : 0U));  // the first one's, if parking
+    CHECK(reported(*sink, parks ? "the event could not be parked, the delivery is lost: "
+                                  "fragile copy failed"
+                                : "the dead letter could not be stored, the delivery is lost: "
+                                  "fragile copy failed"));
+    engine.post(fragile{"k", 3});  // the worker runs on
+    engine.drain();
+    CHECK(b_handled == (parks ? 3 : 2));
+    const auto m = engine.metrics();
+    CHECK(m.shards[0].accepted == m.shards[0].handled);
 }
 
 TEST_CASE("engine: post_and_wait returns each subscription's outcome with its error text",
