@@ -1072,13 +1072,16 @@ private:
         shard& s = *shards_[evbus::shard_of(found->meta, shards_.size())];
         detail::post_guard guard(s);
         if (!guard.entered()) return engine_errc::closed;  // the letter stays in the store
+        // Allocated before the letter leaves the store: from take() on nothing may throw, or
+        // the letter would be in neither the store nor the ring. (Moves of the payload are
+        // noexcept, event_set checks; metadata copies allocate nothing.)
+        auto x = std::make_unique<detail::delivery_extras>();
+        x->what = what;
+        x->only.push_back(found->subscription);  // a letter's subscription never changes
+        x->letter_id = id;
         std::optional<letter> l = store_->take(id);
         if (!l) return engine_errc::no_such_dead_letter;  // taken meanwhile by another call
         if (what == purpose::release && !l->parks_key) return {};  // nothing waits behind it
-        auto x = std::make_unique<detail::delivery_extras>();
-        x->what = what;
-        x->only.push_back(l->subscription);
-        x->letter_id = id;
         metadata meta = l->meta;
         meta.attempt = 1;
         // Blocking pushes from a thread that is not a worker always succeed.
