@@ -378,6 +378,23 @@ void engine_runtime::wait_stopped() {
     drain_cv_.wait(lock, [this] { return stopped_; });
 }
 
+void engine_runtime::enter_drain() noexcept {
+    const std::lock_guard lock(drain_mutex_);
+    ++drainers_;
+}
+
+void engine_runtime::leave_drain() noexcept {
+    // Notify under the lock, as in leave(): once wait_drainers() sees the count drop, the
+    // engine may be destroyed, which it cannot before this call releases the mutex.
+    const std::lock_guard lock(drain_mutex_);
+    if (--drainers_ == 0 && stopped_) drain_cv_.notify_all();
+}
+
+void engine_runtime::wait_drainers() {
+    std::unique_lock lock(drain_mutex_);
+    drain_cv_.wait(lock, [this] { return drainers_ == 0; });
+}
+
 void engine_runtime::arrive(drain_ticket& ticket) noexcept {
     // Notify under the lock: the drainer owns `ticket` and may destroy it as soon as it sees
     // zero, which it can only do after we release the mutex.

@@ -56,11 +56,12 @@
 // shard. A post that still saw the engine open therefore claimed before the marker and is
 // handled (or reported) before the shard reaches it; a post that sees the flag fills its
 // claimed slot with a refusal the worker skips and returns `closed`. Posts waiting for
-// ring space are woken by stop() and return `closed` without claiming. drain(), requeue()
-// and posts about to wait for space register with a counter that stop() waits for, as they
-// are rare: when stop() returns, none of them is still inside the engine. A post on the
-// fast path has no registration, so destroy the engine only after the threads that post
-// have returned from it (stop() first, to wake those waiting for space, then join them).
+// ring space are woken by stop() and return `closed` without claiming. requeue() and posts
+// about to wait for space register with a counter that stop() waits for, as they are rare,
+// and drain() with another for its whole call: when stop() returns, none of them is still
+// inside the engine. A post on the fast path has no registration, so destroy the engine
+// only after the threads that post have returned from it (stop() first, to wake those
+// waiting for space, then join them).
 //
 // Limits: a handler must not post with post() into its own shard when that ring is full
 // (it would wait for itself): post() then throws engine_errc::full instead of blocking;
@@ -337,6 +338,7 @@ public:
         EVBUS_ASSERT(!runtime_.on_worker(),
                      "evbus: engine::drain() from one of the engine's own handlers would wait "
                      "for itself");
+        const detail::drain_registration registered(runtime_);
         detail::drain_ticket ticket;
         ticket.remaining = shards_.size();  // before the first marker is visible to a worker
         for (auto& s : shards_) {
@@ -399,6 +401,7 @@ public:
         report_ = r;
         stopped_ = true;
         runtime_.mark_stopped();
+        runtime_.wait_drainers();  // none is left inside the engine when stop() returns
         return r;
     }
 

@@ -301,3 +301,30 @@ TEST_CASE("lifecycle: the engine's threads are named for top, gdb and perf",
     CHECK(test_support::thread_names().count("evbus-watchdog") == 1);
 }
 #endif
+
+TEST_CASE("lifecycle: when stop() returns, no drain() is still inside the engine",
+          "[engine][lifecycle][race]") {
+    // The engine is destroyed as soon as stop() returns, while a drain() called after stop()
+    // began waits for it to finish: that drain() must have left first (the sanitizer builds
+    // see a use after free if it had not).
+    for (int run = 0; run < 20; ++run) {
+        test_bus bus;
+        gate release;
+        auto sub = bus.subscribe("s", [&](const step&) { (void)release.wait(); });
+        auto engine =
+            std::make_unique<test_engine>(bus, evbus::engine_options<events>{.shards = 1});
+        engine->post(step{"a", 1});
+        std::thread stopper([&] {
+            (void)engine->stop();  // waits behind the blocked handler
+            engine.reset();
+        });
+        REQUIRE(wait_until([&] {
+            return engine->try_post(step{"a", 2}) == evbus::engine_errc::closed;
+        }));
+        std::thread drainer([e = engine.get()] { e->drain(); });
+        std::this_thread::sleep_for(5ms);  // let it reach its wait (a test of nothing if not)
+        release.open();
+        stopper.join();
+        drainer.join();
+    }
+}

@@ -494,6 +494,13 @@ public:
     void mark_stopped() noexcept;
     /// Waits until mark_stopped(). Thread-safe.
     void wait_stopped();
+    /// drain() registers for its whole call (enter_drain() ... leave_drain()), so that stop()
+    /// can wait, after mark_stopped(), until every drain() has left (wait_drainers()): each
+    /// one's markers were reached or it was woken by mark_stopped(), so that wait is short,
+    /// and the engine may be destroyed once stop() returns. Thread-safe.
+    void enter_drain() noexcept;
+    void leave_drain() noexcept;
+    void wait_drainers();
 
     // ---- drain tickets ---------------------------------------------------------------
     /// A shard consumed a drain marker of `ticket`. Worker only.
@@ -543,6 +550,7 @@ private:
     alignas(64) std::mutex drain_mutex_;
     std::condition_variable drain_cv_;
     bool stopped_ = false;
+    std::size_t drainers_ = 0;  // drain() calls inside the engine; under drain_mutex_
 
     std::mutex retry_mutex_;
     std::condition_variable retry_cv_;
@@ -575,6 +583,20 @@ private:
     shard_runtime& shard_;
     bool entered_;
     bool waiting_;
+};
+
+/// RAII registration of a drain() call for its whole length (engine_runtime::enter_drain).
+class drain_registration {
+public:
+    explicit drain_registration(engine_runtime& runtime) noexcept : runtime_(runtime) {
+        runtime_.enter_drain();
+    }
+    drain_registration(const drain_registration&) = delete;
+    drain_registration& operator=(const drain_registration&) = delete;
+    ~drain_registration() { runtime_.leave_drain(); }  // the last touch of the engine
+
+private:
+    engine_runtime& runtime_;
 };
 
 }  // namespace evbus::detail
