@@ -606,7 +606,12 @@ private:
         void loop() noexcept {
             enter_worker_thread();
             const std::size_t batch = runtime().settings().batch_size;
-            const auto process = [this](slot& d) noexcept { handle(d); };
+            // A batch ends at a drain marker: the marker's drain() then returns once the
+            // events before it are done, not after those queued behind it in the batch.
+            const auto process = [this](slot& d) noexcept {
+                handle(d);
+                return reached_.empty();
+            };
             // The clock (see "Clock" at shard_runtime::run): a batch's first call starts at a
             // reading taken after the previous batch, or, after an idle wait, at the idle
             // loop's last reading, taken in place of a CPU pause before the event was seen,

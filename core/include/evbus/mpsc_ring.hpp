@@ -302,10 +302,11 @@ public:
     }
 
     /// Calls `f(T&)` for up to `max_items` ready values in order, destroying each after its
-    /// call, then frees the batch's slots at once; returns how many it handed to `f`. If `f`
-    /// throws, the value it was given and those before it are destroyed and freed, and the
-    /// exception propagates; later values stay queued. `f` must not use this ring's consumer
-    /// members. Consumer only. O(n); never allocates.
+    /// call, then frees the batch's slots at once; returns how many it handed to `f`. An `f`
+    /// that returns bool ends the batch early by returning false (the batch so far is freed
+    /// before consume() returns). If `f` throws, the value it was given and those before it
+    /// are destroyed and freed, and the exception propagates; later values stay queued. `f`
+    /// must not use this ring's consumer members. Consumer only. O(n); never allocates.
     template <class F>
     std::size_t consume(F&& f, std::size_t max_items) {
         std::size_t n = 0;
@@ -317,7 +318,11 @@ public:
             prefetch_rest(s);
             const value_guard destroy{*s.value()};  // also when f throws
             ++n;  // counted before the call, so the batch guard frees it even if f throws
-            f(*s.value());
+            if constexpr (std::is_same_v<std::invoke_result_t<F&, T&>, bool>) {
+                if (!f(*s.value())) break;
+            } else {
+                f(*s.value());
+            }
         }
         return n;
     }

@@ -302,6 +302,37 @@ TEST_CASE("lifecycle: the engine's threads are named for top, gdb and perf",
 }
 #endif
 
+TEST_CASE("lifecycle: drain() does not wait for what was posted after it", "[engine][lifecycle]") {
+    test_bus bus;
+    gate first_running;
+    gate release_first;
+    gate drained;
+    std::atomic<bool> second_saw_drain{false};
+    auto sub = bus.subscribe("s", [&](const step& s) {
+        if (s.n == 1) {
+            first_running.open();
+            (void)release_first.wait();
+        } else {
+            second_saw_drain = drained.wait();  // waits for the drain() before it
+        }
+    });
+    test_engine engine(bus, {.shards = 1});
+    engine.post(step{"a", 1});
+    REQUIRE(first_running.wait());
+    std::thread drainer([&] {
+        engine.drain();
+        drained.open();
+    });
+    // The worker is inside event 1's call, whose batch is not yet freed: a depth of 2 is
+    // event 1 and the drain's marker.
+    REQUIRE(wait_until([&] { return engine.metrics().shards[0].queue_depth >= 2; }));
+    engine.post(step{"b", 2});  // behind the marker
+    release_first.open();
+    drainer.join();
+    engine.drain();
+    CHECK(second_saw_drain);
+}
+
 TEST_CASE("lifecycle: when stop() returns, no drain() is still inside the engine",
           "[engine][lifecycle][race]") {
     // The engine is destroyed as soon as stop() returns, while a drain() called after stop()
