@@ -148,6 +148,22 @@ TEST_CASE("ring: consume hands over a batch in order and frees it", "[core][ring
     CHECK_FALSE(ring.try_push(16));
 }
 
+TEST_CASE("ring: a consume callback that returns false ends the batch after that value",
+          "[core][ring]") {
+    mpsc_ring<int> ring(8);
+    for (int i = 0; i < 6; ++i) REQUIRE(ring.try_push(int{i}));
+    std::vector<int> seen;
+    const auto until_two = [&](int& v) {
+        seen.push_back(v);
+        return v != 2;
+    };
+    CHECK(ring.consume(until_two, 100) == 3);
+    CHECK(seen == std::vector<int>{0, 1, 2});
+    CHECK(ring.approx_size() == 3);  // the batch up to the stop was freed
+    CHECK(ring.consume(until_two, 100) == 3);
+    CHECK(seen == std::vector<int>{0, 1, 2, 3, 4, 5});
+}
+
 TEST_CASE("ring: non-trivial values are destroyed exactly once", "[core][ring]") {
     tracked::reset();
     {
