@@ -110,8 +110,11 @@ struct engine_health {
     [[nodiscard]] bool healthy() const noexcept { return accepting && stuck.empty(); }
 };
 
-/// Counters of one shard since the engine started. Each is monotonic; together they are a
-/// racy snapshot (read one by one while the worker runs). Every accepted event ends up
+/// Counters of one shard since the engine started. Each is monotonic but accepted, which is
+/// the ring's claims less its non-events (drain markers, release notices, posts refused
+/// after stop() began), each counted just after its claim: while one is being counted,
+/// accepted may read one too high, and lower again in the next snapshot. Together they are
+/// a racy snapshot (read one by one while the worker runs). Every accepted event ends up
 /// counted once, in handled or in not_run, so after stop() accepted == handled + not_run. A
 /// parked delivery counts as finished: an event released from a park and then cut off by
 /// stop() is listed in stop_report::not_run but stays counted in handled.
