@@ -191,10 +191,15 @@ TEST_CASE(
     application app(s);
     const auto v = verify(app);
     CHECK(v.passed());
+    // The slow calls time out; so may a call of the other transactional subscription that
+    // waited past its own budget for SQLite's write lock, which a slow call holds: its
+    // transaction is rolled back, and the attempt counts as failed.
     const auto dead = app.store().dead_letters({});
     for (const auto& d : dead) {
-        CHECK(d.subscription == analytics::totals_subscription);
-        CHECK_THAT(d.error, Catch::Contains("budget (timeout)"));
+        CHECK((d.subscription == analytics::totals_subscription ||
+               d.subscription == notification::receipts_subscription));
+        CHECK_THAT(d.error, Catch::Contains("budget (timeout)") ||
+                                Catch::Contains("the transaction was rolled back"));
     }
     // The projection is exact for everything that was not dead-lettered (verify() checked
     // that); after a requeue without faults it is exact for all.
