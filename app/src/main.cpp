@@ -10,11 +10,15 @@
 //     payments-demo stats
 #include <unistd.h>
 
+#include <charconv>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <iostream>
 #include <map>
 #include <string>
+#include <system_error>
 
 #include <CLI/CLI.hpp>
 
@@ -32,14 +36,48 @@ const std::map<std::string, std::string> handler_names{
     {"analytics.user-totals", std::string(payments::analytics::totals_subscription)},
 };
 
+// CLI11 reads integers with strtoll/strtoull in base 0, so "010" would be 8 and "0x10" 16,
+// and it clamps a value past the type's range. Counts and ids here are decimal: this
+// transform, run before the option's checks and its conversion, accepts digits only (no
+// sign), drops leading zeros, and refuses a value that does not fit 64 bits.
+const CLI::Validator decimal(
+    [](std::string& text) -> std::string {
+        std::uint64_t value = 0;
+        const char* last = text.data() + text.size();
+        const auto [end, ec] = std::from_chars(text.data(), last, value);
+        if (ec == std::errc::result_out_of_range) return "'" + text + "' is too large";
+        if (text.empty() || ec != std::errc{} || end != last) {
+            return "'" + text + "' is not a decimal number";
+        }
+        text = std::to_string(value);
+        return {};
+    },
+    "DECIMAL");
+
+// CLI::Range lets NaN through (no comparison with it is true); a rate must be a number.
+const CLI::Validator finite_number(
+    [](std::string& text) -> std::string {
+        double value = 0;
+        const char* last = text.data() + text.size();
+        const auto [end, ec] = std::from_chars(text.data(), last, value);
+        if (ec != std::errc{} || end != last || !std::isfinite(value)) {
+            return "'" + text + "' is not a finite number";
+        }
+        return {};
+    },
+    "FINITE");
+
 void add_selection_options(CLI::App& cmd, dead_letter_selection& sel, bool& all,
                            bool needs_choice) {
-    cmd.add_option("--id", sel.ids, "a dead letter's id (repeatable)")->check(CLI::PositiveNumber);
+    cmd.add_option("--id", sel.ids, "a dead letter's id (repeatable)")
+        ->transform(decimal)
+        ->check(CLI::PositiveNumber);
     cmd.add_option("--subscription", sel.subscription, "only this subscription's dead letters");
     if (needs_choice) {
         cmd.add_flag("--all", all, "every dead letter (of --subscription, if given)");
     } else {
         cmd.add_option("--limit", sel.limit, "list at most this many")
+            ->transform(decimal)
             ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
     }
 }
@@ -73,22 +111,28 @@ int main(int argc, char** argv) {
     std::uint64_t crash_after = 0;
     auto* run_cmd = cli.add_subcommand("run", "run transfers and print the report (the default)");
     run_cmd->add_option("--transfers,-n", run.transfers, "transfers to make")
+        ->transform(decimal)
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{10'000'000}))
         ->capture_default_str();
     run_cmd->add_option("--users,-u", run.users, "simulated users, one wallet each")
+        ->transform(decimal)
         ->check(CLI::Range(std::uint32_t{2}, std::uint32_t{1'000'000}))
         ->capture_default_str();
     run_cmd
         ->add_option("--shards,-s", s.shards, "engine shards (worker threads) running the handlers")
+        ->transform(decimal)
         ->check(CLI::Range(std::size_t{1}, std::size_t{256}))
         ->capture_default_str();
     run_cmd->add_option("--clients", run.clients, "threads sending transfers")
+        ->transform(decimal)
         ->check(CLI::Range(std::uint32_t{1}, std::uint32_t{64}))
         ->capture_default_str();
     run_cmd->add_option("--seed", run.seed, "seed of the planned transfers and of the faults")
+        ->transform(decimal)
         ->capture_default_str();
     run_cmd
         ->add_option("--attempts", attempts, "handler attempts per delivery before a dead letter")
+        ->transform(decimal)
         ->check(CLI::Range(std::uint32_t{1}, std::uint32_t{100}))
         ->capture_default_str();
     auto* fail_handler = run_cmd
@@ -98,6 +142,7 @@ int main(int argc, char** argv) {
     run_cmd
         ->add_option("--fail-rate", run.faults.fail_rate,
                      "probability that a call of --fail-handler fails")
+        ->check(finite_number)
         ->check(CLI::Range(0.0, 1.0))
         ->needs(fail_handler);
     auto* slow_handler =
@@ -105,21 +150,25 @@ int main(int argc, char** argv) {
             ->add_option("--slow-handler", run.faults.slow_subscription, "make this handler slow")
             ->transform(CLI::CheckedTransformer(handler_names));
     auto* slow_ms_opt = run_cmd->add_option("--slow-ms", slow_ms, "how long a slow call takes")
+                            ->transform(decimal)
                             ->check(CLI::Range(std::uint32_t{1}, std::uint32_t{60'000}))
                             ->needs(slow_handler);
     run_cmd
         ->add_option("--slow-rate", run.faults.slow_rate,
                      "probability that a call of --slow-handler is slow")
+        ->check(finite_number)
         ->check(CLI::Range(0.0, 1.0))
         ->needs(slow_handler)
         ->needs(slow_ms_opt);
     run_cmd
         ->add_option("--timeout-ms", timeout_ms,
                      "each handler call's time budget; a call over it fails (0: none)")
+        ->transform(decimal)
         ->check(CLI::Range(std::uint32_t{0}, std::uint32_t{600'000}));
     run_cmd
         ->add_option("--crash-after", crash_after,
                      "kill this process (SIGKILL) after this many transfers; `run` resumes")
+        ->transform(decimal)
         ->check(CLI::PositiveNumber);
     run_cmd
         ->add_option("--progress", progress,

@@ -61,6 +61,12 @@ TEST_CASE("program: bad arguments get a clear error naming the argument, exit st
         {{"run", "--slow-handler", "analytics", "--slow-rate", "0.5"},
          "--slow-rate requires --slow-ms"},
         {{"run", "--sync", "sometimes"}, "sometimes"},
+        {{"run", "--transfers", "0x10"}, "--transfers: '0x10' is not a decimal number"},
+        {{"run", "--seed", "-1"}, "--seed: '-1' is not a decimal number"},
+        {{"run", "--seed", "99999999999999999999999"},
+         "--seed: '99999999999999999999999' is too large"},
+        {{"run", "--fail-handler", "notification", "--fail-rate", "nan"},
+         "--fail-rate: 'nan' is not a finite number"},
         {{"dead-letters"}, "subcommand"},
         {{"dead-letters", "requeue"}, "name the dead letters with --id <id> (repeatable) or --all"},
         {{"dead-letters", "discard", "--id", "3", "--all"}, "give --id or --all, not both"},
@@ -231,6 +237,23 @@ TEST_CASE(
         REQUIRE(at != std::string::npos);
         return r.output.substr(at + 3, r.output.find(' ', at + 3) - (at + 3));
     }();
+
+    // Ids are decimal, leading zeros and all (CLI11 alone would read "010" as octal 8).
+    const auto id_at_least_8 = [&] {
+        for (auto at = r.output.find("  #"); at != std::string::npos;
+             at = r.output.find("  #", at + 3)) {
+            const auto id = r.output.substr(at + 3, r.output.find(' ', at + 3) - (at + 3));
+            if (std::stoll(id) >= 8) return id;
+        }
+        return std::string{};
+    }();
+    REQUIRE_FALSE(id_at_least_8.empty());
+    {
+        const auto listed = demo(dir, {"dead-letters", "list", "--id", "0" + id_at_least_8});
+        INFO(listed.output);
+        CHECK(listed.status == 0);
+        CHECK_THAT(listed.output, Catch::Contains("  #" + id_at_least_8 + " "));
+    }
 
     r = demo(dir, {"dead-letters", "requeue", "--id", first_id});
     INFO(r.output);
