@@ -1,7 +1,10 @@
 #include <transfer/transfer.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include <contract/events.hpp>
@@ -93,6 +96,8 @@ std::string_view to_string(reason r) noexcept {
             return "insufficient_funds";
         case reason::idempotency_key_reused:
             return "idempotency_key_reused";
+        case reason::balance_overflow:
+            return "balance_overflow";
     }
     return "unknown";
 }
@@ -131,7 +136,8 @@ transfer_result transfer_service::transfer(const transfer_request& request) {
         return reject(reason::unknown_wallet,
                       "no wallet " + in_quotes(request.from_wallet) + " (from)");
     }
-    if (!find_wallet(sql, request.to_wallet)) {
+    const auto to = find_wallet(sql, request.to_wallet);
+    if (!to) {
         return reject(reason::unknown_wallet,
                       "no wallet " + in_quotes(request.to_wallet) + " (to)");
     }
@@ -145,6 +151,16 @@ transfer_result transfer_service::transfer(const transfer_request& request) {
                       "wallet " + in_quotes(request.from_wallet) + " holds " +
                           std::to_string(from->balance_cents) + " cents; the transfer needs " +
                           std::to_string(request.amount_cents));
+    }
+    // SQLite turns an integer sum past 2^63 - 1 into a REAL, which the balance column would
+    // take (and read back clamped): money made up. Refused before it is written.
+    if (to->balance_cents > std::numeric_limits<std::int64_t>::max() - request.amount_cents) {
+        return reject(reason::balance_overflow,
+                      "wallet " + in_quotes(request.to_wallet) + " holds " +
+                          std::to_string(to->balance_cents) + " cents; receiving " +
+                          std::to_string(request.amount_cents) +
+                          " more would pass the largest balance, " +
+                          std::to_string(std::numeric_limits<std::int64_t>::max()));
     }
 
     contract::money_transferred event;

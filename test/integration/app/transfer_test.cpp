@@ -1,6 +1,9 @@
 // The transfer module on a real SQLite file: valid transfers move money and append exactly one
 // event; invalid ones are rejected with a message naming the problem, change nothing and
 // append nothing.
+#include <cstdint>
+#include <limits>
+
 #include <catch2/catch.hpp>
 
 #include <contract/events.hpp>
@@ -71,6 +74,25 @@ TEST_CASE("transfer: a valid transfer moves the money and appends one moneyTrans
     CHECK(e.from_wallet == "w-alice");
     CHECK(e.to_wallet == "w-bob");
     CHECK(e.created_at_ms > 0);
+}
+
+TEST_CASE("transfer: a credit past the largest balance is refused, not rounded",
+          "[app][transfer]") {
+    bank b;
+    constexpr std::int64_t top = std::numeric_limits<std::int64_t>::max();
+    b.service.open_wallet("w-rich", "rich", top - 5);
+    const auto r = b.service.transfer(request("k-over", 100, "w-bob", "w-rich", "bob"));
+    CHECK(r.outcome == status::rejected);
+    CHECK(r.why == reason::balance_overflow);
+    CHECK_THAT(r.message, Catch::Contains("wallet 'w-rich' holds 9223372036854775802 cents; "
+                                          "receiving 100 more would pass the largest balance"));
+    CHECK(b.service.balance("w-rich") == top - 5);
+    CHECK(b.service.balance("w-bob") == 500);
+    CHECK(b.transfers() == 0);
+    // Up to the largest balance exactly is fine.
+    CHECK(b.service.transfer(request("k-top", 5, "w-bob", "w-rich", "bob")).outcome ==
+          status::committed);
+    CHECK(b.service.balance("w-rich") == top);
 }
 
 TEST_CASE("transfer: an invalid transfer is rejected with a clear error, no change and no event",

@@ -53,6 +53,7 @@ enum class reason : std::uint8_t {
     not_wallet_owner,
     insufficient_funds,
     idempotency_key_reused,  ///< the key belongs to a different request
+    balance_overflow,        ///< the receiving wallet would pass the largest balance (int64)
 };
 
 struct transfer_result {
