@@ -10,7 +10,8 @@
 // overloads with unsupported further parameters only those with one such parameter are found
 // (by a call with an argument that converts to any lvalue; a second one could reach a generic
 // lambda's body). Functions, single lambdas and the lambdas combined with evbus::overload(...)
-// are checked one by one from their signatures; a generic lambda has none to read.
+// are checked one by one from their signatures; a generic lambda has none to read. The
+// ambiguity check derives from the handler, so a final class may have one operator() only.
 #pragma once
 
 #include <functional>
@@ -159,6 +160,13 @@ struct handler_handles_no_event {
                   "const E& for an event E of the evbus::event_set");
     static constexpr bool ok = false;
 };
+template <class Handler, class Set>
+struct handler_class_is_final {
+    static_assert(dependent_false<Handler>,
+                  "evbus: a final handler class with an overloaded or template operator() cannot "
+                  "be checked for ambiguous overloads (the check derives from it); remove final");
+    static constexpr bool ok = false;
+};
 template <class Event, class Set>
 struct event_not_in_set {
     static_assert(dependent_false<Event>,
@@ -303,7 +311,9 @@ constexpr bool check_covered() {
 template <class H, bool Exhaustive, class... Es>
 constexpr bool check_handler(event_set<Es...>*) {
     using Set = event_set<Es...>;
-    if constexpr (!component_checks<H, Set>::ok) {
+    if constexpr (std::is_class_v<H> && std::is_final_v<H> && !single_call_operator<H>) {
+        return handler_class_is_final<H, Set>::ok;
+    } else if constexpr (!component_checks<H, Set>::ok) {
         return false;
     } else if constexpr (!(check_one_event<H, Es>() && ...)) {
         return false;
