@@ -495,15 +495,15 @@ public:
             } catch (const std::exception& e) {
                 report("evbus.dispatcher", {}, e.what());  // they stay pending: redelivered
             }
+            // Dropped outside the lock. A requeue() or discard() may still hold the engine,
+            // past its post guard (it is closed, so the call leaves the letter pending or
+            // discards it in the store); the last holder destroys it.
             std::shared_ptr<engine<Set>> last;
             {
                 const std::lock_guard lock(mutex_);
                 last = std::move(engine_);
                 requests_.clear();  // pending in the store: the next start() resubmits them
             }
-            // A requeue() or discard() may still hold it, past its post guard (the engine
-            // closed, so it leaves the letter pending or discards it in the store); the last
-            // holder destroys it.
         }
         positions_.clear();
     }
