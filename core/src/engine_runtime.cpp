@@ -218,6 +218,15 @@ void shard_runtime::note_failure(const subscription_state& sub, subscription_sta
     engine_.report(meta, sub.name, error, meta.attempt);
 }
 
+void shard_runtime::note_late_commit(const subscription_state& sub, const metadata& meta,
+                                     std::chrono::nanoseconds took) {
+    engine_.report(meta, sub.name,
+                   "evbus: timeout: the call took " + duration_text(took) + ", its budget is " +
+                       duration_text(sub.options.timeout) +
+                       "; its transaction had committed, so the delivery counts as handled",
+                   meta.attempt);
+}
+
 run_result shard_runtime::retry(const dispatch_entry& entry, subscription_stats& stats,
                                 const void* payload, metadata& meta) {
     const retry_policy& policy = entry.sub->options.retry;

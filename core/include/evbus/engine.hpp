@@ -27,11 +27,12 @@
 // - Around every handler call: a timeout budget (subscribe_options::timeout; the handler
 //   sees the deadline and a stop_token in its handler_context, requested by the watchdog
 //   when the deadline passes and by stop() when its deadline passes); an overrun counts as
-//   a failure. Failures — a handler_result::retry/fail, an exception of any type, an
-//   overrun — are retried under the subscription's retry_policy (evbus/retry.hpp); each
-//   failed attempt is reported to the bus's error_sink; after the last one the delivery
-//   becomes a dead letter in the engine's dead_letter_store. Nothing a handler throws
-//   leaves the worker.
+//   a failure (unless the call had committed its effects with its completion: an outbox
+//   transactional handler's; that overrun is reported only). Failures — a
+//   handler_result::retry/fail, an exception of any type, an overrun — are retried under the
+//   subscription's retry_policy (evbus/retry.hpp); each failed attempt is reported to the bus's
+//   error_sink; after the last one the delivery becomes a dead letter in the engine's
+//   dead_letter_store. Nothing a handler throws leaves the worker.
 // - Parking (subscribe_options::park_key_on_failure, keyed events only): after a dead
 //   letter, later events of the same key for the same subscription wait, in order, behind
 //   it, until requeue() delivers it successfully or discard() drops it; then they run in

@@ -26,6 +26,10 @@
 
 namespace evbus {
 
+namespace detail {
+struct context_access;
+}
+
 /// Per-call context: the event's metadata, the subscription, the attempt, and the time budget.
 class handler_context {
 public:
@@ -54,16 +58,34 @@ public:
     }
 
 private:
+    friend struct detail::context_access;
+
     const metadata* meta_;
     std::string_view subscription_;
     clock::time_point deadline_;
     const std::stop_token* stop_;
+    bool committed_ = false;
 
     static const std::stop_token& no_stop() noexcept {
         static const std::stop_token none;  // never stop-possible; shared read-only
         return none;
     }
 };
+
+namespace detail {
+
+/// What the library's own adapters tell the engine through a context.
+struct context_access {
+    /// The call's effects and its completion mark committed together (a transactional
+    /// handler): they stand, so an overrun noticed after the call no longer makes it a
+    /// failure to retry or dead-letter.
+    static void mark_committed(handler_context& ctx) noexcept { ctx.committed_ = true; }
+    [[nodiscard]] static bool committed(const handler_context& ctx) noexcept {
+        return ctx.committed_;
+    }
+};
+
+}  // namespace detail
 
 /// Optional handler return type: success, a failure worth retrying, or a permanent failure.
 class [[nodiscard]] handler_result {

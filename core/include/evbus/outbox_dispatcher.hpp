@@ -338,7 +338,7 @@ private:
 /// body when that delivery was already completed (a redelivery).
 template <class Set, class Body>
 handler_result run_transactional(event_store& store, const outbox_positions& positions,
-                                 const handler_context& ctx, Body&& body) {
+                                 handler_context& ctx, Body&& body) {
     unit_of_work<Set> tx(store, lent_to_handler_t{});
     if (const auto position = positions.find(ctx.meta().id)) {
         if (!tx.tx().complete(delivery_ref{*position, std::string(ctx.subscription())})) {
@@ -354,14 +354,17 @@ handler_result run_transactional(event_store& store, const outbox_positions& pos
         if (!result.succeeded()) return result;  // rolled back with the unit of work
     }
     // Past its budget the engine counts the call as failed and retries or dead-letters it:
-    // its writes must not stand beside that. (A commit that itself runs past the deadline
-    // still counts as an overrun; a retry then finds the delivery completed.)
+    // its writes must not stand beside that.
     if (handler_context::clock::now() >= ctx.deadline()) {
         return handler_result::retry(
             "evbus: the transaction was rolled back: the handler's time budget ran out before it "
             "could commit");
     }
     tx.tx().commit();  // the unit of work's own commit() refuses: it is lent
+    // Committed: the effects stand, so a commit that itself ran past the deadline is reported
+    // as an overrun but not failed (retrying would find the delivery completed, and a dead
+    // letter would find nothing pending).
+    context_access::mark_committed(ctx);
     return result;
 }
 
@@ -439,7 +442,8 @@ public:
     /// (const E&, evbus::unit_of_work<Set>&) and may return handler_result. Its writes and its
     /// completion mark commit together, so its effects happen exactly once. A call that is
     /// past its timeout when it returns rolls back instead of committing: the overrun is a
-    /// failure, retried or dead-lettered like any other. Thread-safe.
+    /// failure, retried or dead-lettered like any other. A commit that itself ends past the
+    /// deadline leaves a handled delivery and a timeout report. Thread-safe.
     template <class H>
     [[nodiscard]] subscription subscribe_transactional(std::string name, H&& handlers,
                                                        subscribe_options options = {}) {

@@ -1136,6 +1136,47 @@ TEST_CASE("dispatcher: a transactional handler past its timeout rolls back its w
     }
 }
 
+TEST_CASE("dispatcher: a transactional commit that ends past the timeout is handled, once",
+          "[outbox][dispatcher][transactional][timeout]") {
+    const bool sqlite = GENERATE(false, true);
+    forwarding_store store(make_store(sqlite, "d-tx-late-commit"));
+    std::atomic<bool> slow_commit{false};
+    store.after_commit = [&] {
+        if (slow_commit.exchange(false)) std::this_thread::sleep_for(1s);  // 2x the budget
+    };
+    auto sink = std::make_shared<evbus::dead_letter_list>();
+    test_bus bus({sink});
+    std::atomic<int> receipts{0};
+    auto count = bus.subscribe("receipts", [&](const receipt_sent&) { ++receipts; });
+    dispatcher d(bus, store, fast_poll());
+    evbus::subscribe_options o;
+    o.timeout = 500ms;         // ample for the handler on a busy machine, not for the commit
+    o.retry.max_attempts = 1;  // the overrun would be its last attempt
+    std::atomic<int> calls{0};
+    auto mail = d.subscribe_transactional(
+        "mail",
+        [&](const money_transferred& e, evbus::unit_of_work<events>& tx) {
+            ++calls;
+            tx.append(receipt_sent{e.user_id, 1});
+            slow_commit = true;  // returns in time; the commit after it does not end in time
+        },
+        o);
+    d.start();
+    commit_one(store, {"alice", 1, "EUR"});
+    REQUIRE(d.drain(drain_timeout));
+    REQUIRE(d.drain(drain_timeout));  // and the receipt the handler's commit appended
+    CHECK(calls == 1);
+    CHECK(receipts == 1);
+    CHECK(d.dead_letters().empty());
+    CHECK(store.unfinished(std::nullopt, 10).empty());
+    const auto reports = sink->records();
+    REQUIRE(reports.size() == 1);
+    CHECK(reports[0].subscription == "mail");
+    CHECK_THAT(reports[0].error, Catch::Contains("timeout") &&
+                                     Catch::Contains("counts as handled") &&
+                                     !Catch::Contains("lost"));
+}
+
 TEST_CASE("dispatcher: a requeued rejected row is resubmitted in its key's order, once",
           "[outbox][dispatcher][dead_letter][restart][order]") {
     const auto path = (fresh_dir("d-redecode-order") / "app.db").string();

@@ -27,6 +27,8 @@ public:
     std::function<void()> before_confirm;
     /// Called before dead_letters() is forwarded, with its filter. Set before use.
     std::function<void(const evbus::dead_letter_filter&)> before_dead_letters;
+    /// Called after a transaction's commit() was forwarded and succeeded. Set before use.
+    std::function<void()> after_commit;
 
     [[nodiscard]] evbus::event_store& inner() noexcept { return *inner_; }
 
@@ -94,6 +96,7 @@ private:
         void commit() override {
             inner_->commit();
             if (appended_) owner_.notify_commit();
+            if (owner_.after_commit) owner_.after_commit();
         }
         void rollback() noexcept override { inner_->rollback(); }
 

@@ -298,7 +298,9 @@ private:
             bounded ? deadline_after(start, timeout) : std::chrono::steady_clock::time_point::max();
         begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);
         std::exception_ptr thrown;
-        const handler_result result = invoke_caught(entry, payload, meta, deadline, thrown);
+        bool committed = false;
+        const handler_result result =
+            invoke_caught(entry, payload, meta, deadline, thrown, committed);
         const std::uint64_t end_cycles = clock_.now();
         std::chrono::nanoseconds took = clock_.between(start_cycles, end_cycles);
         auto end = start + took;
@@ -313,22 +315,31 @@ private:
         stats.latency.record(took);
 
         const bool overran = bounded && end > deadline;
-        if (!thrown && result.succeeded() && !overran) return true;
+        if (!thrown && result.succeeded()) {
+            if (!overran) return true;
+            if (committed) {  // its effects stand: late, not failed
+                note_late_commit(sub, meta, took);
+                return true;
+            }
+        }
         note_failure(sub, stats, meta, thrown, result,
                      overran ? took : std::chrono::nanoseconds{0});
         return false;
     }
 
     // Calls the handler in its frame and context and returns its result, built in place;
-    // anything it throws lands in `thrown`, and the result then says ok.
+    // anything it throws lands in `thrown`, and the result then says ok. `committed` says
+    // whether the call committed its effects with its completion (a transactional handler).
     handler_result invoke_caught(const dispatch_entry& entry, const void* payload,
                                  const metadata& meta,
                                  std::chrono::steady_clock::time_point deadline,
-                                 std::exception_ptr& thrown) const noexcept {
+                                 std::exception_ptr& thrown, bool& committed) const noexcept {
         const frame_guard frame(meta, entry.sub);
         handler_context ctx(meta, entry.sub->name, deadline, token_);
         try {
-            return entry.invoke(entry.sub->handler, payload, ctx);
+            handler_result result = entry.invoke(entry.sub->handler, payload, ctx);
+            committed = context_access::committed(ctx);
+            return result;
         } catch (...) {
             thrown = std::current_exception();
             return handler_result::ok();
@@ -340,6 +351,9 @@ private:
     void note_failure(const subscription_state& sub, subscription_stats& stats,
                       const metadata& meta, const std::exception_ptr& thrown,
                       const handler_result& result, std::chrono::nanoseconds overran_after);
+    // A call that ran past its budget after committing its effects: reported, not failed.
+    void note_late_commit(const subscription_state& sub, const metadata& meta,
+                          std::chrono::nanoseconds took);
     // What follows a failed first attempt: backoff and further attempts while the error is
     // retryable and the policy allows.
     run_result retry(const dispatch_entry& entry, subscription_stats& stats, const void* payload,
