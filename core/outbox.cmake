@@ -9,6 +9,7 @@ find_package(nlohmann_json 3.10 CONFIG REQUIRED)
 
 add_library(evbus_outbox STATIC
     src/outbox/commit_signal.cpp
+    src/outbox/forwarding_store.cpp
     src/outbox/memory_store.cpp
     src/outbox/sql.cpp
     src/outbox/sqlite_store.cpp

@@ -23,7 +23,7 @@
 #include <range/v3/view/filter.hpp>
 #include <range/v3/view/transform.hpp>
 
-#include "forwarding_store.hpp"
+#include "hooked_store.hpp"
 #include "outbox_events.hpp"
 #include "thread_names.hpp"
 
@@ -1013,7 +1013,7 @@ TEST_CASE("dispatcher: a plain subscription may take a reset transactional one's
 
 TEST_CASE("dispatcher: requeue() racing stop() leaves the letter pending for the next start()",
           "[outbox][dispatcher][dead_letter][race]") {
-    forwarding_store store(std::make_unique<evbus::memory_store>());
+    hooked_store store(std::make_unique<evbus::memory_store>());
     test_bus bus;
     std::atomic<bool> down{true};
     std::atomic<int> mailed{0};
@@ -1072,7 +1072,7 @@ TEST_CASE("dispatcher: requeue() racing stop() leaves the letter pending for the
 
 TEST_CASE("dispatcher: a requeued rejected row outlives a store failure while decoded again",
           "[outbox][dispatcher][dead_letter]") {
-    forwarding_store store(make_store(true, "d-requeue-store-failure"));
+    hooked_store store(make_store(true, "d-requeue-store-failure"));
     std::atomic<bool> fail_once{false};
     store.before_confirm = [&] {
         if (fail_once.exchange(false)) throw evbus::store_error("injected: database is locked");
@@ -1139,7 +1139,7 @@ TEST_CASE("dispatcher: a transactional handler past its timeout rolls back its w
 TEST_CASE("dispatcher: a transactional commit that ends past the timeout is handled, once",
           "[outbox][dispatcher][transactional][timeout]") {
     const bool sqlite = GENERATE(false, true);
-    forwarding_store store(make_store(sqlite, "d-tx-late-commit"));
+    hooked_store store(make_store(sqlite, "d-tx-late-commit"));
     std::atomic<bool> slow_commit{false};
     store.after_commit = [&] {
         if (slow_commit.exchange(false)) std::this_thread::sleep_for(1s);  // 2x the budget

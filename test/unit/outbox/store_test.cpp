@@ -1,5 +1,6 @@
 // The store interface, on both stores where the behaviour is shared, plus what only the
 // SQLite file does (durability across reopen, bad files, schema versions).
+#include <evbus/forwarding_store.hpp>
 #include <evbus/memory_store.hpp>
 #include <evbus/sqlite_store.hpp>
 #include <evbus/unit_of_work.hpp>
@@ -72,6 +73,49 @@ TEST_CASE("store: a rolled-back unit of work leaves no event, a committed one le
     CHECK(rows[0].key == "carol");
     CHECK_FALSE(rows[0].id.is_nil());
     CHECK(rows[0].correlation_id == rows[0].id);
+}
+
+TEST_CASE("forwarding_store: its commits raise its own signal and report their events",
+          "[outbox][store][forwarding]") {
+    const bool sqlite = GENERATE(false, true);
+    struct observing final : evbus::forwarding_store {
+        using forwarding_store::forwarding_store;
+        std::vector<std::uint64_t> seen = std::vector<std::uint64_t>(4);  // no growth below
+        std::size_t calls = 0;
+        void committed(std::uint64_t appended) noexcept override {
+            seen.at(calls++) = appended;
+            forwarding_store::committed(appended);
+        }
+    };
+    observing store(make_store(sqlite, "forwarding"));
+    const auto before = store.commits().generation();
+    const auto inner_before = store.inner().commits().generation();
+    {
+        evbus::unit_of_work<events> tx(store);
+        tx.append(money_transferred{"alice", 1, "EUR"});
+        tx.append(money_transferred{"bob", 2, "EUR"});
+        tx.commit();
+    }
+    {
+        evbus::unit_of_work<events> tx(store);  // no event: nothing for the dispatcher
+        tx.commit();
+    }
+    {
+        evbus::unit_of_work<events> tx(store);
+        tx.append(money_transferred{"carol", 3, "EUR"});
+        tx.rollback();
+    }
+    CHECK(store.calls == 2);
+    CHECK(store.seen[0] == 2);
+    CHECK(store.seen[1] == 0);
+    CHECK(store.commits().generation() == before + 1);
+    CHECK(store.inner().commits().generation() == inner_before + 1);
+    CHECK(claimed_users(store) == std::vector<std::string>{"alice", "bob"});
+}
+
+TEST_CASE("forwarding_store: a null inner store is refused", "[outbox][store][forwarding]") {
+    CHECK_THROWS_WITH(evbus::forwarding_store(std::unique_ptr<evbus::event_store>{}),
+                      Catch::Contains("the inner store is null"));
 }
 
 TEST_CASE("store: domain rows and events commit or roll back together", "[outbox][store]") {
