@@ -1,7 +1,9 @@
 #include <evbus/event_id.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <random>
 
 #include <pthread.h>
@@ -68,8 +70,12 @@ event_id event_id::generate(std::chrono::system_clock::time_point now) noexcept 
     thread_local generator gen;
     // Relaxed: see after_fork_in_child().
     if (gen.generation != fork_generation.load(std::memory_order_relaxed)) gen.seed();
-    auto ms = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
+    // Clamped to what 48 bits hold: a time before 1970 (a clock set wrong, or a caller's)
+    // would otherwise become a huge millisecond the thread's later ids could never pass.
+    constexpr std::int64_t ms_limit = 0xFFFF'FFFF'FFFFLL;
+    const std::int64_t since_epoch =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+    auto ms = static_cast<std::uint64_t>(std::clamp<std::int64_t>(since_epoch, 0, ms_limit));
     if (ms > gen.last_ms) {
         gen.last_ms = ms;
         gen.seq = 0;

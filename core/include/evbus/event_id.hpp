@@ -3,7 +3,10 @@
 // An id is unique and time-ordered: the top 48 bits are Unix milliseconds, then the version
 // nibble (7), a 12-bit sequence that keeps ids made by one thread strictly increasing within
 // a millisecond, the variant bits and 62 random bits. Ids made by different threads in the
-// same millisecond are ordered by their random bits only.
+// same millisecond are ordered by their sequences, then their random bits: not by when they
+// were made. A thread that makes more than 4,096 ids in one millisecond goes on in the next
+// one, so under such a burst its ids run up to a few milliseconds ahead of the clock. A time
+// before 1970 is stored as 0 (48 bits hold no negative time).
 //
 // Thread-safety: event_id is a value type. event_id::generate() is thread-safe, lock-free and
 // never allocates (each thread has its own generator state).

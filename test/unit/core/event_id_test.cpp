@@ -1,6 +1,8 @@
 #include <evbus/event_id.hpp>
 
 #include <array>
+#include <chrono>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <thread>
@@ -67,6 +69,23 @@ TEST_CASE("event_id: the timestamp is the current Unix time in milliseconds", "[
                            .count();
     CHECK(id.unix_ms() >= static_cast<std::uint64_t>(before));
     CHECK(id.unix_ms() <= static_cast<std::uint64_t>(after) + 1);
+}
+
+TEST_CASE("event_id: a time before 1970 is stored as 0 and does not hold later ids back",
+          "[core][event_id]") {
+    using namespace std::chrono;
+    std::uint64_t early = 1;
+    std::uint64_t later = 0;
+    std::int64_t before = 0;
+    std::thread([&] {  // a thread of its own: a fresh generator
+        early = evbus::event_id::generate(system_clock::time_point(-hours(24))).unix_ms();
+        before = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+        later = evbus::event_id::generate().unix_ms();
+    })
+        .join();
+    CHECK(early == 0);
+    CHECK(later >= static_cast<std::uint64_t>(before));
+    CHECK(later <= static_cast<std::uint64_t>(before) + 60'000);  // generous: a busy machine
 }
 
 TEST_CASE("event_id: a forked child does not repeat its parent's ids", "[core][event_id]") {
