@@ -43,7 +43,8 @@ void validate(const subscribe_options& options) {
 
 std::chrono::nanoseconds backoff_delay(const retry_policy& policy, std::uint32_t attempt,
                                        double unit_random) noexcept {
-    if (attempt <= 1) return std::chrono::nanoseconds{0};
+    // A zero initial delay stays zero: 0 * pow() would be NaN once pow() overflows.
+    if (attempt <= 1 || policy.initial_delay.count() == 0) return std::chrono::nanoseconds{0};
     const double cap = static_cast<double>(policy.max_delay.count());
     // pow() of a large exponent gives inf, and min() then picks the cap: no overflow.
     double base = static_cast<double>(policy.initial_delay.count()) *

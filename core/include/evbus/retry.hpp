@@ -8,8 +8,9 @@
 //     delay(n) = base(n) * (1 + jitter * (2u - 1)),   u uniform in [0, 1)
 //
 // so with jitter j the delay lies in [base(n) * (1 - j), base(n) * (1 + j)], and with no
-// jitter it is exactly base(n). Jitter spreads retries of many keys that failed together
-// (a database restart) so they do not all come back in the same instant.
+// jitter it is base(n), in whole nanoseconds. Every delay is capped at 2^62 ns (146 years),
+// so that adding it to a clock reading cannot overflow. Jitter spreads retries of many keys
+// that failed together (a database restart) so they do not all come back in the same instant.
 //
 // An error is retryable unless it is evbus::permanent_error, a handler_result::fail, or the
 // policy's classifier says no.

@@ -53,6 +53,17 @@ TEST_CASE("retry: without jitter the delay doubles from the initial delay up to 
     CHECK(evbus::backoff_delay(p, 4'000'000'000U, 0.9) == 100ms);  // saturates, no overflow
 }
 
+TEST_CASE("retry: a zero initial delay stays zero however many attempts", "[engine][retry]") {
+    evbus::retry_policy p;
+    p.initial_delay = 0ns;
+    p.multiplier = 2.0;
+    p.max_delay = 30s;
+    p.jitter = 0.5;
+    CHECK(evbus::backoff_delay(p, 2, 0.9) == 0ns);
+    CHECK(evbus::backoff_delay(p, 1026, 0.9) == 0ns);  // past where 2^n overflows a double
+    CHECK(evbus::backoff_delay(p, 4'000'000'000U, 0.9) == 0ns);
+}
+
 TEST_CASE("retry: with jitter the delay stays within +-jitter of the undisturbed delay",
           "[engine][retry]") {
     evbus::retry_policy p;
