@@ -1,9 +1,12 @@
 #include <evbus/retry.hpp>
 
+#include <array>
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 #include <evbus/handler.hpp>
 
@@ -18,6 +21,15 @@ std::string ns_text(std::chrono::nanoseconds d) {
     return std::to_string(d.count()) + " ns";
 }
 
+// The shortest text that reads back as `x`: std::to_string's six decimals would show a
+// rejected 0.9999999 as 1.000000.
+std::string number_text(double x) {
+    std::array<char, 32> buffer{};
+    const auto [end, error] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), x);
+    if (error != std::errc{}) return std::to_string(x);
+    return {buffer.data(), end};
+}
+
 }  // namespace
 
 void validate(const subscribe_options& options) {
@@ -30,11 +42,11 @@ void validate(const subscribe_options& options) {
         bad_option("retry.max_delay is " + ns_text(r.max_delay) + "; it must be >= 0");
     }
     if (!(r.multiplier >= 1.0) || !std::isfinite(r.multiplier)) {
-        bad_option("retry.multiplier is " + std::to_string(r.multiplier) +
+        bad_option("retry.multiplier is " + number_text(r.multiplier) +
                    "; it must be a finite number >= 1");
     }
     if (!(r.jitter >= 0.0 && r.jitter <= 1.0)) {
-        bad_option("retry.jitter is " + std::to_string(r.jitter) + "; it must be in [0, 1]");
+        bad_option("retry.jitter is " + number_text(r.jitter) + "; it must be in [0, 1]");
     }
     if (options.timeout.count() < 0) {
         bad_option("timeout is " + ns_text(options.timeout) + "; it must be >= 0 (0 = none)");

@@ -327,15 +327,15 @@ TEST_CASE("engine: bad options are rejected with a message naming the option",
     CHECK_THROWS_WITH(test_engine(bus, {.shards = 1, .shutdown_budget = -3ns}),
                       Catch::Contains("shutdown_budget is -3 ns"));
     evbus::subscribe_options bad;
-    bad.retry.multiplier = 0.5;
+    bad.retry.multiplier = 0.9999999;  // the message shows it as given, not rounded to 1
     CHECK_THROWS_WITH(bus.subscribe(
                           "x", [](const step&) {}, bad),
-                      Catch::Contains("retry.multiplier"));
+                      Catch::Contains("retry.multiplier is 0.9999999;"));
     bad = {};
-    bad.retry.jitter = 1.5;
+    bad.retry.jitter = 1.0000001;
     CHECK_THROWS_WITH(bus.subscribe(
                           "x", [](const step&) {}, bad),
-                      Catch::Contains("retry.jitter"));
+                      Catch::Contains("retry.jitter is 1.0000001;"));
     bad = {};
     bad.retry.max_attempts = 0;
     CHECK_THROWS_AS(bus.subscribe(
