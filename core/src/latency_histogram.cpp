@@ -1,5 +1,8 @@
 #include <evbus/latency_histogram.hpp>
 
+#include <algorithm>
+#include <cstdint>
+
 namespace evbus {
 
 std::uint64_t latency_histogram::bucket_lower(std::size_t b) noexcept {
@@ -28,14 +31,16 @@ latency_summary latency_histogram::summary() const noexcept {
 
 latency_summary latency_histogram::summarize(const bucket_counts& counts,
                                              std::uint64_t max_ns) noexcept {
+    constexpr auto ns_limit = static_cast<std::uint64_t>(INT64_MAX);
     latency_summary s;
     for (const auto c : counts) s.count += c;
-    s.max = std::chrono::nanoseconds{static_cast<std::int64_t>(max_ns)};
+    s.max = std::chrono::nanoseconds{static_cast<std::int64_t>(std::min(max_ns, ns_limit))};
     if (s.count == 0) return s;
     // The q-quantile is the smallest bucket whose cumulative count reaches ceil(q * count),
-    // computed in integers (per mille and per 10,000) to avoid rounding surprises.
+    // computed in integers (per mille and per 10,000) to avoid rounding surprises. Split at
+    // den, so that no product outgrows 64 bits (count * 999 would, past 1.8e16 samples).
     const auto rank = [&](std::uint64_t num, std::uint64_t den) {
-        const std::uint64_t r = (s.count * num + den - 1) / den;
+        const std::uint64_t r = s.count / den * num + (s.count % den * num + den - 1) / den;
         return r == 0 ? std::uint64_t{1} : r;
     };
     const std::uint64_t targets[3] = {rank(50, 100), rank(99, 100), rank(999, 1000)};
@@ -47,8 +52,8 @@ latency_summary latency_histogram::summarize(const bucket_counts& counts,
         while (next < 3 && seen >= targets[next]) {
             std::uint64_t v = bucket_upper(b);
             if (v > max_ns && max_ns >= bucket_lower(b)) v = max_ns;  // tighter in the top bucket
-            *outs[next] = std::chrono::nanoseconds{static_cast<std::int64_t>(
-                v > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX : v)};
+            *outs[next] =
+                std::chrono::nanoseconds{static_cast<std::int64_t>(std::min(v, ns_limit))};
             ++next;
         }
     }

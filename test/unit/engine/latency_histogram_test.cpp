@@ -49,3 +49,16 @@ TEST_CASE("histogram: an empty histogram summarises to zeros, negatives count as
     CHECK(h.summary().count == 1);
     CHECK(h.summary().p50 == nanoseconds(0));
 }
+
+TEST_CASE("histogram: merged counts past 64-bit products and a max past int64 summarise right",
+          "[engine][metrics][histogram]") {
+    latency_histogram::bucket_counts counts{};
+    counts[1] = 19'900'000'000'000'000ULL;  // 99.5% of 2e16 samples
+    counts[100] = 100'000'000'000'000ULL;   // the slowest 0.5%: p99.9 falls here
+    const auto s = latency_histogram::summarize(counts, ~std::uint64_t{0});
+    CHECK(s.count == 20'000'000'000'000'000ULL);
+    CHECK(s.p50 == nanoseconds(latency_histogram::bucket_upper(1)));
+    CHECK(s.p99 == nanoseconds(latency_histogram::bucket_upper(1)));
+    CHECK(s.p999 == nanoseconds(latency_histogram::bucket_upper(100)));
+    CHECK(s.max == nanoseconds::max());
+}
