@@ -2,7 +2,9 @@
 //
 // Invariant: size() <= Capacity. Building one from a longer text throws std::length_error
 // that names the field (the Name the type carries: "event key", "source"), the text and the
-// limit; nothing is truncated silently.
+// limit; nothing is truncated silently. The constructors are constexpr for use inside
+// constant evaluation; a constexpr variable of this type does not compile, as the bytes past
+// size() are left uninitialised on purpose (see the default constructor).
 //
 // Thread-safety: a value type, like std::string.
 #pragma once
@@ -54,6 +56,8 @@ public:
     [[nodiscard]] static constexpr std::size_t capacity() noexcept { return Capacity; }
     [[nodiscard]] constexpr std::size_t size() const noexcept { return size_; }
     [[nodiscard]] constexpr bool empty() const noexcept { return size_ == 0; }
+    /// The size() bytes of the text, not NUL-terminated: read them through view() or with
+    /// size(), never as a C string.
     [[nodiscard]] constexpr const char* data() const noexcept { return data_.data(); }
     [[nodiscard]] constexpr std::string_view view() const noexcept { return {data_.data(), size_}; }
     constexpr operator std::string_view() const noexcept { return view(); }  // NOLINT
