@@ -23,7 +23,7 @@
 // std::bad_alloc, which propagates: a failed allocation says nothing about the row.
 //
 // Numbers are exact both ways. Decoding checks every value of a described field, also inside
-// described members, containers and string-keyed maps, before converting it: an integer (or
+// described members, containers, maps, pairs and tuples, before converting it: an integer (or
 // enum) field takes only a JSON integer within its type's range, a floating field any number
 // its type can hold, a bool only true or false; anything else is a corrupt payload naming the
 // field's path and the value. Encoding a NaN or an infinity throws, since JSON has no such
@@ -41,6 +41,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -232,8 +233,27 @@ concept string_keyed_map = requires {
     requires std::is_constructible_v<typename T::key_type, const std::string&>;
 };
 
+// What nlohmann-json reads from a JSON array of fixed length, one value per element: a pair
+// or a tuple (also each element of a map whose keys are not strings).
+template <class T>
+inline constexpr bool fixed_tuple = false;
+template <class A, class B>
+inline constexpr bool fixed_tuple<std::pair<A, B>> = true;
+template <class... Ts>
+inline constexpr bool fixed_tuple<std::tuple<Ts...>> = true;
+
 template <class T>
 void check_value(const nlohmann::json& v);
+
+template <class T>
+void check_element(const nlohmann::json& v, std::size_t i) {
+    try {
+        check_value<std::remove_const_t<T>>(v[i]);
+    } catch (bad_value& e) {
+        e.under("[" + std::to_string(i) + "]");
+        throw;
+    }
+}
 
 template <class T>
 void read_field(const nlohmann::json& object, const char* name, T& out) {
@@ -259,8 +279,9 @@ void check_field(const nlohmann::json& object, const char* name) {
     }
 }
 
-// Checks `v` against T where T is a number, a bool, an EVBUS_DESCRIBE'd type or a container
-// of those; a value of another shape is left to from_json, which rejects it.
+// Checks `v` against T where T is a number, a bool, an EVBUS_DESCRIBE'd type, or a container,
+// map, pair or tuple of those; a value of another shape is left to from_json, which rejects
+// it.
 template <class T>
 void check_value(const nlohmann::json& v) {
     using limits = std::numeric_limits<T>;
@@ -295,15 +316,17 @@ void check_value(const nlohmann::json& v) {
                 throw;
             }
         }
+    } else if constexpr (fixed_tuple<T>) {
+        constexpr std::size_t n = std::tuple_size_v<T>;
+        if (!v.is_array() || v.size() != n) return;
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            (check_element<std::tuple_element_t<I, T>>(v, I), ...);
+        }
+        (std::make_index_sequence<n>{});
     } else if constexpr (std::ranges::range<T> && !std::is_constructible_v<T, const std::string&>) {
         if (!v.is_array()) return;
         for (std::size_t i = 0; i < v.size(); ++i) {
-            try {
-                check_value<std::ranges::range_value_t<T>>(v[i]);
-            } catch (bad_value& e) {
-                e.under("[" + std::to_string(i) + "]");
-                throw;
-            }
+            check_element<std::ranges::range_value_t<T>>(v, i);  // a map's pair<const K, V> too
         }
     }
 }

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -46,6 +48,15 @@ struct order_placed {
 EVBUS_DESCRIBE(order_placed, cents, count, ratio, weight, gift, level, first, legs, codes, totals)
 
 using order_codec = evbus::payload_codec<evbus::event_set<order_placed>>;
+
+// Values nlohmann-json reads from fixed-length arrays.
+struct tiers_set {
+    static constexpr std::string_view event_name = "shop.tiersSet";
+    std::pair<std::int32_t, std::uint32_t> range;
+    std::tuple<std::uint8_t, leg> band;
+    std::map<std::int32_t, std::uint32_t> limits;  // written as [[key, value], ...]
+};
+EVBUS_DESCRIBE(tiers_set, range, band, limits)
 
 namespace {
 
@@ -163,6 +174,35 @@ TEST_CASE("codec: nested fields are checked too and named by their path", "[outb
           bad +
               "'totals.usd' holds 1.5; expected an integer from -9223372036854775808 to "
               "9223372036854775807");
+}
+
+TEST_CASE("codec: pairs, tuples and maps with non-string keys are checked too", "[outbox][codec]") {
+    using tiers_codec = evbus::payload_codec<evbus::event_set<codec_test::tiers_set>>;
+    const auto error = [](const std::string& pointer, const std::string& value) {
+        auto j = nlohmann::json::parse(
+            R"({"range":[1,2],"band":[3,{"cents":1,"share":1}],"limits":[[1,2]]})");
+        j[nlohmann::json::json_pointer(pointer)] = nlohmann::json::parse(value);
+        const auto r = tiers_codec::decode("shop.tiersSet", 1, j.dump());
+        return r.index() == 1 ? std::get<1>(r) : std::string("decoded");
+    };
+    CHECK(error("/range/0", "1") == "decoded");
+    const std::string bad = "corrupt payload for 'shop.tiersSet' version 1: field ";
+    CHECK(error("/range/1", "4294967296") ==
+          bad + "'range[1]' holds 4294967296; expected an integer from 0 to 4294967295");
+    CHECK(error("/range/0", "12.99") ==
+          bad + "'range[0]' holds 12.99; expected an integer from -2147483648 to 2147483647");
+    CHECK(error("/band/0", "300") ==
+          bad + "'band[0]' holds 300; expected an integer from 0 to 255");
+    CHECK(error("/band/1/cents", "0.5") ==
+          bad +
+              "'band[1].cents' holds 0.5; expected an integer from -9223372036854775808 to "
+              "9223372036854775807");
+    CHECK(error("/limits/0/1", "-1") ==
+          bad + "'limits[0][1]' holds -1; expected an integer from 0 to 4294967295");
+    CHECK(error("/limits/0/0", "2147483648") ==
+          bad +
+              "'limits[0][0]' holds 2147483648; expected an integer from -2147483648 to "
+              "2147483647");
 }
 
 TEST_CASE("codec: a floating field takes any number that fits, a bool field only a boolean",
