@@ -6,7 +6,11 @@
 // module code compiles against evbus alone. Indices follow SQL: bind parameters count from 1,
 // result columns from 0.
 //
-// Errors throw evbus::store_error naming the statement and the database's message.
+// Errors throw evbus::store_error naming the statement and the database's message. Some
+// errors make SQLite roll the whole transaction back on its own (a constraint declared ON
+// CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk): after one, a transaction's connection
+// refuses every further statement, so nothing runs outside the transaction the module
+// believes it is in, and its commit fails.
 //
 // Thread-safety: a connection and its statements belong to the transaction that handed them
 // out and are used by one thread at a time; a statement must not outlive its transaction.
@@ -68,17 +72,22 @@ public:
 
 private:
     friend class sql_connection;
-    sql_statement(void* stmt, void* db) noexcept : stmt_(stmt), db_(db) {}
+    sql_statement(void* stmt, void* db, bool in_transaction) noexcept
+        : stmt_(stmt), db_(db), in_transaction_(in_transaction) {}
     [[noreturn]] void fail(const char* action, int rc) const;
 
     void* stmt_ = nullptr;  // the backend's statement; opaque so its header stays private
     void* db_ = nullptr;
+    bool in_transaction_ = false;  // runs only while its connection's transaction is open
 };
 
 /// The connection of one transaction. Non-owning; valid while the transaction is open.
 class sql_connection {
 public:
-    explicit sql_connection(void* db) noexcept : db_(db) {}
+    /// `in_transaction`: the connection belongs to an open transaction, and its statements
+    /// refuse to run once that transaction is over.
+    explicit sql_connection(void* db, bool in_transaction = false) noexcept
+        : db_(db), in_transaction_(in_transaction) {}
 
     /// Runs one or more statements that return no rows.
     void exec(std::string_view sql);
@@ -89,6 +98,7 @@ public:
 
 private:
     void* db_;
+    bool in_transaction_;
 };
 
 }  // namespace evbus

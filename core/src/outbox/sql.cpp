@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <string>
+#include <string_view>
 #include <utility>
 
 namespace evbus {
@@ -19,16 +21,30 @@ std::string statement_text(sqlite3_stmt* stmt) {
     return text != nullptr ? std::string(text) : std::string("?");
 }
 
+// Throws unless the connection is inside a transaction: SQLite rolls a transaction back on
+// its own after some errors, and a statement run then would commit by itself.
+void require_transaction(void* db, std::string_view sql) {
+    if (sqlite3_get_autocommit(as_db(db)) == 0) return;
+    throw store_error("evbus: SQL '" + std::string(sql) +
+                          "' was not run: SQLite already rolled this transaction back after an "
+                          "earlier error (a constraint ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a "
+                          "full disk or an I/O error); nothing of it will be committed",
+                      SQLITE_ABORT_ROLLBACK);
+}
+
 }  // namespace
 
 sql_statement::sql_statement(sql_statement&& other) noexcept
-    : stmt_(std::exchange(other.stmt_, nullptr)), db_(std::exchange(other.db_, nullptr)) {}
+    : stmt_(std::exchange(other.stmt_, nullptr)),
+      db_(std::exchange(other.db_, nullptr)),
+      in_transaction_(other.in_transaction_) {}
 
 sql_statement& sql_statement::operator=(sql_statement&& other) noexcept {
     if (this != &other) {
         sqlite3_finalize(as_stmt(stmt_));
         stmt_ = std::exchange(other.stmt_, nullptr);
         db_ = std::exchange(other.db_, nullptr);
+        in_transaction_ = other.in_transaction_;
     }
     return *this;
 }
@@ -75,6 +91,7 @@ sql_statement& sql_statement::bind_null(int index) {
 }
 
 bool sql_statement::step() {
+    if (in_transaction_) require_transaction(db_, statement_text(as_stmt(stmt_)));
     const int rc = sqlite3_step(as_stmt(stmt_));
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
@@ -116,6 +133,7 @@ std::string_view sql_statement::column_text(int column) const noexcept {
 }
 
 void sql_connection::exec(std::string_view sql) {
+    if (in_transaction_) require_transaction(db_, sql);
     const std::string text(sql);
     char* error = nullptr;
     const int rc = sqlite3_exec(as_db(db_), text.c_str(), nullptr, nullptr, &error);
@@ -135,7 +153,7 @@ sql_statement sql_connection::prepare(std::string_view sql) {
                               "': " + sqlite3_errmsg(as_db(db_)),
                           rc);
     }
-    return sql_statement(stmt, db_);
+    return sql_statement(stmt, db_, in_transaction_);
 }
 
 std::int64_t sql_connection::last_insert_rowid() const noexcept {

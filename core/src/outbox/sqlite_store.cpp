@@ -431,12 +431,16 @@ public:
             store_.release(std::move(conn_));
             throw;
         }
+        module_sql_ = sql_connection(conn_->db, true);
     }
     sqlite_transaction(const sqlite_transaction&) = delete;
     sqlite_transaction& operator=(const sqlite_transaction&) = delete;
     ~sqlite_transaction() override { rollback(); }
 
-    sql_connection& sql() override { return open().sql; }
+    sql_connection& sql() override {
+        open();
+        return module_sql_;
+    }
 
     void append(stored_event event) override {
         open();
@@ -444,7 +448,7 @@ public:
     }
 
     bool complete(const delivery_ref& delivery) override {
-        auto& c = open();
+        auto& c = active();
         {
             auto del = c.stmt(sql_delete_delivery);
             del->bind(1, delivery.position).bind(2, delivery.subscription).run();
@@ -455,7 +459,7 @@ public:
     }
 
     bool mark_processed(const event_id& event, std::string_view subscription) override {
-        auto& c = open();
+        auto& c = active();
         const auto id = event.to_chars();
         auto ins = c.stmt(sql_mark_processed);
         ins->bind(1, std::string_view(id.data(), id.size()))
@@ -468,6 +472,7 @@ public:
     void commit() override {
         auto& c = open();
         try {
+            (void)active();
             if (!events_.empty()) {
                 auto ins = c.stmt(sql_insert_event);
                 for (const stored_event& e : events_) {
@@ -514,9 +519,26 @@ private:
         return *conn_;
     }
 
+    // The connection, still inside its transaction: after an error that made SQLite roll it
+    // back on its own, a write here would commit by itself, without the module's writes.
+    pooled_connection& active() {
+        auto& c = open();
+        if (sqlite3_get_autocommit(c.db) != 0) {
+            throw store_error(
+                "evbus: database '" + store_.path +
+                    "': SQLite already rolled this transaction back after an earlier error (a "
+                    "constraint ON CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk or an I/O "
+                    "error); nothing of it is committed",
+                SQLITE_ABORT_ROLLBACK);
+        }
+        return c;
+    }
+
     sqlite_store::impl& store_;
     write_pass pass_;  // before conn_: entered before the connection is taken
     std::unique_ptr<pooled_connection> conn_;
+    sql_connection module_sql_{nullptr, true};  // conn_'s, for the module: refuses to run
+                                                // once the transaction is over
     std::vector<stored_event> events_;
 };
 

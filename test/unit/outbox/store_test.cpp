@@ -462,6 +462,43 @@ TEST_CASE("sqlite_store: what was committed survives closing and reopening the f
     CHECK(store.claim(10).empty());
 }
 
+TEST_CASE("sqlite_store: a transaction SQLite rolled back on its own commits nothing after",
+          "[outbox][sqlite][errors]") {
+    auto store = make_store(true, "auto-rollback");
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.sql().exec(
+            "CREATE TABLE account(cents INTEGER); INSERT INTO account VALUES (100);"
+            "CREATE TABLE seen(k TEXT UNIQUE ON CONFLICT ROLLBACK); INSERT INTO seen VALUES ('a')");
+        tx.commit();
+    }
+    {
+        evbus::unit_of_work<events> tx(*store);
+        tx.sql().exec("UPDATE account SET cents = cents - 40");
+        // The duplicate makes SQLite roll the whole transaction back; the module catches it.
+        CHECK_THROWS_AS(tx.sql().exec("INSERT INTO seen VALUES ('a')"), evbus::store_error);
+        const std::string over = "SQLite already rolled this transaction back";
+        CHECK_THROWS_WITH(
+            tx.sql().exec("UPDATE account SET cents = cents - 1"),
+            Catch::Contains("UPDATE account SET cents = cents - 1") && Catch::Contains(over));
+        auto insert = tx.sql().prepare("INSERT INTO seen VALUES ('b')");
+        CHECK_THROWS_WITH(insert.step(), Catch::Contains(over));
+        CHECK_THROWS_WITH(tx.tx().mark_processed(evbus::event_id::generate(), "mail"),
+                          Catch::Contains(over));
+        tx.append(money_transferred{"alice", 1, "EUR"});
+        CHECK_THROWS_WITH(tx.commit(), Catch::Contains(over));
+    }
+
+    CHECK(store->claim(10).empty());  // the event was not committed by itself
+    evbus::unit_of_work<events> check(*store);
+    auto cents = check.sql().prepare("SELECT cents FROM account");
+    REQUIRE(cents.step());
+    CHECK(cents.column_int64(0) == 100);  // nor the writes after the rollback
+    auto seen = check.sql().prepare("SELECT count(*) FROM seen");
+    REQUIRE(seen.step());
+    CHECK(seen.column_int64(0) == 1);
+}
+
 TEST_CASE("sqlite_store: writers of one store take turns, none is held past busy_timeout",
           "[outbox][sqlite][writers]") {
     const auto path = (fresh_dir("writers") / "app.db").string();
