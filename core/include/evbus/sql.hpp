@@ -6,7 +6,9 @@
 // module code compiles against evbus alone. Indices follow SQL: bind parameters count from 1,
 // result columns from 0.
 //
-// Errors throw evbus::store_error naming the statement and the database's message. Some
+// Errors throw evbus::store_error naming the statement, the database file and the database's
+// message; misuse (prepare() of several statements or of none, a NUL byte in the text)
+// throws std::invalid_argument. Some
 // errors make SQLite roll the whole transaction back on its own (a constraint declared ON
 // CONFLICT ROLLBACK, RAISE(ROLLBACK), a full disk): after one, a transaction's connection
 // refuses every further statement, so nothing runs outside the transaction the module
@@ -91,6 +93,7 @@ public:
 
     /// Runs one or more statements that return no rows.
     void exec(std::string_view sql);
+    /// Compiles exactly one statement (white space, comments and a ';' may follow it).
     [[nodiscard]] sql_statement prepare(std::string_view sql);
     [[nodiscard]] std::int64_t last_insert_rowid() const noexcept;
     /// Rows changed by the most recent INSERT, UPDATE or DELETE.

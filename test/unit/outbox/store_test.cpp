@@ -7,6 +7,8 @@
 
 #include <sys/stat.h>
 
+#include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <latch>
 #include <memory>
@@ -548,6 +550,16 @@ TEST_CASE("sqlite_store: writers of one store take turns, none is held past busy
         commit_one(store, {"carol", 1, "EUR"});
         CHECK(claimed_users(store) == std::vector<std::string>{"alice", "carol"});
     }
+    SECTION("a writer of another store on the file, held up past busy_timeout, names the file") {
+        evbus::sqlite_store store(path, options);
+        evbus::sqlite_store other(path, options);  // its own connections: SQLite's lock
+        evbus::unit_of_work<events> holder(store);
+        holder.append(money_transferred{"alice", 1, "EUR"});
+        CHECK_THROWS_WITH(commit_one(other, {"bob", 1, "EUR"}), Catch::Contains("in database '") &&
+                                                                    Catch::Contains("app.db'") &&
+                                                                    Catch::Contains("locked"));
+        holder.commit();
+    }
     SECTION("a transaction that ends without a commit lets the next writer in") {
         evbus::sqlite_store store(path, options);
         {
@@ -580,6 +592,26 @@ TEST_CASE("sqlite_store: writers of one store take turns, none is held past busy
         reader->rollback();
         CHECK(claimed_users(store) == std::vector<std::string>{"alice"});
     }
+}
+
+TEST_CASE("sqlite_store: SQL misuse is refused instead of half run", "[outbox][sqlite][errors]") {
+    auto store = make_store(true, "sql-misuse");
+    evbus::unit_of_work<events> tx(*store);
+    tx.sql().exec("CREATE TABLE a(x); CREATE TABLE b(x)");
+    // SQLite compiles the first statement only; the second was dropped without a word.
+    CHECK_THROWS_WITH(
+        tx.sql().prepare("INSERT INTO a VALUES (1); INSERT INTO b VALUES (2)"),
+        Catch::Contains("takes one SQL statement") && Catch::Contains("INSERT INTO b VALUES (2)"));
+    tx.sql().prepare("INSERT INTO a VALUES (1); -- one row\n/* done */ ").run();
+    CHECK_THROWS_WITH(tx.sql().prepare("-- nothing"), Catch::Contains("holds no statement"));
+    CHECK_THROWS_WITH(tx.sql().exec(std::string("DELETE FROM a") + std::string(1, '\0') + "x"),
+                      Catch::Contains("holds a NUL byte"));
+    auto count = tx.sql().prepare("SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)");
+    REQUIRE(count.step());
+    CHECK(count.column_int64(0) == 1);
+    CHECK(count.column_int64(1) == 0);
+    CHECK_THROWS_WITH(tx.sql().prepare("SELECT * FROM no_such_table"),
+                      Catch::Contains("in database '") && Catch::Contains("no such table"));
 }
 
 TEST_CASE("sqlite_store: bad files give an error naming the file and the cause",
