@@ -38,11 +38,13 @@ enum class sync_mode : std::uint8_t { full, normal };
 struct sqlite_options {
     sync_mode sync = sync_mode::full;
     /// Longest wait for the write lock (behind this store's other writers, or another
-    /// process's) before a store_error.
+    /// process's) before a store_error; >= 0. milliseconds::max() waits without a limit
+    /// behind this store's writers; SQLite waits for another process's lock at most 2^31 - 1
+    /// ms (24.8 days).
     std::chrono::milliseconds busy_timeout{5000};
     /// How long completed events stay in evbus_history before the outbox dispatcher prunes
     /// them (unless dispatcher_options::retention sets its own); zero deletes them on
-    /// completion.
+    /// completion; >= 0.
     std::chrono::seconds history_retention{0};
 };
 
@@ -52,8 +54,9 @@ inline constexpr int sqlite_schema_version = 1;
 class sqlite_store final : public event_store {
 public:
     /// Opens (creating if needed) the database at `path` and migrates it. Throws store_error
-    /// naming the path and the cause: a missing directory, a read-only file, a newer schema,
-    /// a file that is not a database.
+    /// naming the path and the cause: a missing directory, a read-only file, a newer or
+    /// damaged schema version, a file that is not a database; std::invalid_argument for an
+    /// empty path, one with a NUL byte, or a negative option.
     explicit sqlite_store(std::string path, sqlite_options options = {});
     ~sqlite_store() override;
 

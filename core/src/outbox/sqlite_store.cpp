@@ -20,8 +20,12 @@
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <utility>
+
+#include <evbus/detail/deadline.hpp>
 
 namespace evbus {
 namespace {
@@ -217,7 +221,10 @@ public:
     // Throws store_error (SQLITE_BUSY) when the wait times out.
     void enter(std::chrono::milliseconds timeout, const std::string& path) {
         std::unique_lock lock(mutex_);
-        if (!free_.wait_for(lock, timeout, [this] { return !inside_; })) {
+        // wait_until a saturated deadline: wait_for(milliseconds::max()) overflows and
+        // times out at once.
+        const auto deadline = detail::deadline_in(detail::saturating_ns(timeout));
+        if (!free_.wait_until(lock, deadline, [this] { return !inside_; })) {
             throw store_error("evbus: database '" + path +
                                   "' is locked: another transaction of this store held the "
                                   "write lock for longer than busy_timeout (" +
@@ -266,7 +273,10 @@ struct sqlite_store::impl {
                       SQLITE_READONLY);
         }
         sqlite3_extended_result_codes(c->db, 1);
-        sqlite3_busy_timeout(c->db, static_cast<int>(options.busy_timeout.count()));
+        // SQLite takes an int of milliseconds (about 24.8 days); a longer timeout gets that.
+        constexpr std::int64_t longest = std::numeric_limits<int>::max();
+        sqlite3_busy_timeout(
+            c->db, static_cast<int>(std::min<std::int64_t>(options.busy_timeout.count(), longest)));
         try {
             auto mode = c->sql.prepare("PRAGMA journal_mode=WAL");
             const std::string journal = mode.step() ? std::string(mode.column_text(0)) : "";
@@ -294,21 +304,25 @@ struct sqlite_store::impl {
         sql.exec("BEGIN IMMEDIATE");
         try {
             sql.exec("CREATE TABLE IF NOT EXISTS evbus_schema(version INTEGER NOT NULL)");
-            int version = 0;
+            std::int64_t version = 0;
             {
                 auto q = sql.prepare("SELECT version FROM evbus_schema");
                 if (q.step()) {
-                    version = static_cast<int>(q.column_int64(0));
+                    version = q.column_int64(0);
                 } else {
                     sql.exec("INSERT INTO evbus_schema(version) VALUES (0)");
                 }
+            }
+            if (version < 0) {
+                fail_open("its evbus schema version is " + std::to_string(version) +
+                          ", which no evbus writes: the table evbus_schema is damaged");
             }
             if (version > sqlite_schema_version) {
                 fail_open("its evbus schema is version " + std::to_string(version) +
                           ", newer than this library's " + std::to_string(sqlite_schema_version) +
                           "; open it with a newer evbus, or use another file");
             }
-            for (int v = version; v < sqlite_schema_version; ++v) {
+            for (auto v = static_cast<int>(version); v < sqlite_schema_version; ++v) {
                 sql.exec(migrations[v]);
                 auto set = sql.prepare("UPDATE evbus_schema SET version = ?1");
                 set.bind(1, v + 1).run();
@@ -546,6 +560,23 @@ private:
 
 sqlite_store::sqlite_store(std::string path, sqlite_options options)
     : impl_(std::make_unique<impl>()) {
+    if (path.empty()) {
+        throw std::invalid_argument("evbus: sqlite_store: the database path is empty");
+    }
+    if (path.find('\0') != std::string::npos) {
+        throw std::invalid_argument("evbus: sqlite_store: the database path '" +
+                                    path.substr(0, path.find('\0')) + "...' holds a NUL byte");
+    }
+    if (options.busy_timeout.count() < 0) {
+        throw std::invalid_argument("evbus: sqlite_options.busy_timeout is " +
+                                    std::to_string(options.busy_timeout.count()) +
+                                    " ms; it must be >= 0");
+    }
+    if (options.history_retention.count() < 0) {
+        throw std::invalid_argument("evbus: sqlite_options.history_retention is " +
+                                    std::to_string(options.history_retention.count()) +
+                                    " s; it must be >= 0 (0 = no history)");
+    }
     impl_->path = std::move(path);
     impl_->options = options;
     impl_->owner = this;
@@ -673,7 +704,7 @@ void sqlite_store::complete(std::span<const delivery_ref> deliveries) {
     // One range statement instead of one per event: a batch's positions are nearly
     // contiguous, and finishing an event that was not in the batch but is finished anyway
     // is correct too.
-    impl_->finish(*c, low - 1, high);
+    impl_->finish(*c, std::max<std::int64_t>(low, 1) - 1, high);  // positions start at 1
     tx.commit();
 }
 

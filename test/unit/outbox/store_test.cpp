@@ -560,6 +560,32 @@ TEST_CASE("sqlite_store: writers of one store take turns, none is held past busy
                                                                     Catch::Contains("locked"));
         holder.commit();
     }
+    SECTION("a busy_timeout too long for SQLite's int, or milliseconds::max(), waits") {
+        // SQLite's busy handler took the first as negative (no wait), and the store's own
+        // queue overflowed its deadline with the second: both failed at once.
+        options.busy_timeout =
+            GENERATE(std::chrono::milliseconds(3'000'000'000), std::chrono::milliseconds::max());
+        const bool same_store = GENERATE(true, false);
+        evbus::sqlite_store store(path, options);
+        std::optional<evbus::sqlite_store> other;
+        if (!same_store) other.emplace(path, options);
+        evbus::event_store& second = same_store ? store : *other;
+        evbus::unit_of_work<events> holder(store);
+        holder.append(money_transferred{"alice", 1, "EUR"});
+        std::string error = "none";
+        std::thread writer([&] {
+            try {
+                commit_one(second, {"bob", 1, "EUR"});
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it wait
+        holder.commit();
+        writer.join();
+        CHECK(error == "none");
+        CHECK(claimed_users(store) == std::vector<std::string>{"alice", "bob"});
+    }
     SECTION("a transaction that ends without a commit lets the next writer in") {
         evbus::sqlite_store store(path, options);
         {
@@ -594,6 +620,23 @@ TEST_CASE("sqlite_store: writers of one store take turns, none is held past busy
     }
 }
 
+TEST_CASE("sqlite_store: bad paths and options are refused, naming them",
+          "[outbox][sqlite][errors]") {
+    const auto dir = fresh_dir("bad-options");
+    CHECK_THROWS_WITH(evbus::sqlite_store(""), Catch::Contains("the database path is empty"));
+    const std::string with_nul = (dir / "a.db").string() + std::string(1, '\0') + "tail";
+    CHECK_THROWS_WITH(evbus::sqlite_store(with_nul), Catch::Contains("holds a NUL byte"));
+    CHECK_FALSE(std::filesystem::exists(dir / "a.db"));
+    evbus::sqlite_options o;
+    o.busy_timeout = std::chrono::milliseconds(-5);
+    CHECK_THROWS_WITH(evbus::sqlite_store((dir / "b.db").string(), o),
+                      Catch::Contains("busy_timeout is -5 ms"));
+    o = {};
+    o.history_retention = std::chrono::seconds(-1);
+    CHECK_THROWS_WITH(evbus::sqlite_store((dir / "b.db").string(), o),
+                      Catch::Contains("history_retention is -1 s"));
+}
+
 TEST_CASE("sqlite_store: SQL misuse is refused instead of half run", "[outbox][sqlite][errors]") {
     auto store = make_store(true, "sql-misuse");
     evbus::unit_of_work<events> tx(*store);
@@ -612,6 +655,18 @@ TEST_CASE("sqlite_store: SQL misuse is refused instead of half run", "[outbox][s
     CHECK(count.column_int64(1) == 0);
     CHECK_THROWS_WITH(tx.sql().prepare("SELECT * FROM no_such_table"),
                       Catch::Contains("in database '") && Catch::Contains("no such table"));
+}
+
+TEST_CASE("store: completing positions no event has changes nothing", "[outbox][store][errors]") {
+    const bool sqlite = GENERATE(false, true);
+    auto store = make_store(sqlite, "complete-odd");
+    commit_one(*store, {"alice", 1, "EUR"});
+    const auto rows = store->claim(10);
+    REQUIRE(rows.size() == 1);
+    store->confirm({rows[0].position, {{rows[0].position, "mail"}}, {}});
+    const std::vector<delivery_ref> odd{{INT64_MIN, "mail"}, {0, "mail"}, {INT64_MAX, "mail"}};
+    store->complete(odd);  // UBSan: no signed overflow on the way
+    CHECK(store->unfinished(std::nullopt, 10).size() == 1);
 }
 
 TEST_CASE("sqlite_store: bad files give an error naming the file and the cause",
@@ -644,6 +699,29 @@ TEST_CASE("sqlite_store: bad files give an error naming the file and the cause",
         }
         CHECK_THROWS_WITH(evbus::sqlite_store(path),
                           Catch::Contains(path) && Catch::Contains("not an SQLite database"));
+    }
+    SECTION("a schema version no evbus writes") {
+        const auto path = (dir / "odd.db").string();
+        {
+            evbus::sqlite_store store(path);
+            evbus::unit_of_work<events> tx(store);
+            tx.sql().exec("UPDATE evbus_schema SET version = -1");  // read migrations[-1]
+            tx.commit();
+        }
+        CHECK_THROWS_WITH(evbus::sqlite_store(path), Catch::Contains(path) &&
+                                                         Catch::Contains("schema version is -1") &&
+                                                         Catch::Contains("damaged"));
+    }
+    SECTION("a schema version past 32 bits is newer, not read as a small one") {
+        const auto path = (dir / "huge.db").string();
+        {
+            evbus::sqlite_store store(path);
+            evbus::unit_of_work<events> tx(store);
+            tx.sql().exec("UPDATE evbus_schema SET version = 4294967297");  // 2^32 + 1
+            tx.commit();
+        }
+        CHECK_THROWS_WITH(evbus::sqlite_store(path),
+                          Catch::Contains(path) && Catch::Contains("schema is version 4294967297"));
     }
     SECTION("a schema newer than the library") {
         const auto path = (dir / "future.db").string();
