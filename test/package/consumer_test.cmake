@@ -47,4 +47,4 @@ run_step("building the consumer" ${CMAKE_COMMAND} --build ${consumer_build} --co
 
 find_program(consumer evbus_consumer PATHS ${consumer_build} ${consumer_build}/${BUILD_TYPE}
     NO_DEFAULT_PATH REQUIRED)
-run_step("running the consumer" ${consumer})
+run_step("running the consumer" ${consumer} ${WORK_DIR})

@@ -27,14 +27,14 @@ struct metadata {
     /// Unique, time-ordered; stamped on accept when nil, and also when it is the id of the
     /// event whose handler is emitting (its metadata passed on): then the handled event
     /// becomes the causation and the time is stamped afresh.
-    event_id id;
-    event_id correlation_id;  ///< the conversation; a root event's correlation id is its own id
-    event_id causation_id;    ///< the event whose handler emitted this one; nil for a root event
-    event_id trace_id;        ///< distributed-trace id; inherited like the correlation id
-    event_key key;            ///< ordering key; empty: taken from the payload's key function
-    source_name source;       ///< emitting module, as the emitter names it (may be empty)
+    event_id id{};
+    event_id correlation_id{};  ///< the conversation; a root event's correlation id is its own id
+    event_id causation_id{};    ///< the event whose handler emitted this one; nil for a root event
+    event_id trace_id{};        ///< distributed-trace id; inherited like the correlation id
+    event_key key{};            ///< ordering key; empty: taken from the payload's key function
+    source_name source{};       ///< emitting module, as the emitter names it (may be empty)
     std::chrono::system_clock::time_point occurred_at{};  ///< stamped on accept when zero
-    std::string_view event_name;       ///< the payload's stable name (static storage); stamped
+    std::string_view event_name{};     ///< the payload's stable name (static storage); stamped
     std::uint32_t schema_version = 0;  ///< the payload's version; stamped on accept
     std::uint32_t attempt = 0;         ///< 1 for the first delivery, 2 for the first retry, ...
 

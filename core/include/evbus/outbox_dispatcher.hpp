@@ -118,7 +118,7 @@ struct dispatcher_options {
     std::size_t ring_capacity = 1024;
     /// Called at each stage (on the dispatcher thread, or on drain()'s caller when it records
     /// the last completions); must not throw.
-    std::function<void(dispatch_stage)> observer;
+    std::function<void(dispatch_stage)> observer{};
 };
 
 /// Counters since construction. Racy snapshot.

@@ -45,22 +45,22 @@ using store_clock = std::chrono::system_clock;
 /// One event as stored: its metadata and its JSON payload.
 struct stored_event {
     std::int64_t position = 0;  ///< commit order; assigned when the transaction commits
-    event_id id;
-    event_id correlation_id;
-    event_id causation_id;
-    event_id trace_id;
-    std::string name;
+    event_id id{};
+    event_id correlation_id{};
+    event_id causation_id{};
+    event_id trace_id{};
+    std::string name{};
     std::uint32_t version = 0;
-    std::string key;
-    std::string source;
+    std::string key{};
+    std::string source{};
     store_clock::time_point occurred_at{};
-    std::string payload;  ///< JSON text
+    std::string payload{};  ///< JSON text
 };
 
 /// Identifies one delivery: an event (by position) to one subscription (by name).
 struct delivery_ref {
     std::int64_t position = 0;
-    std::string subscription;
+    std::string subscription{};
     friend bool operator==(const delivery_ref&, const delivery_ref&) = default;
 };
 
@@ -97,17 +97,17 @@ struct dead_letter_entry {
 
 /// Selects dead letters; empty fields match everything.
 struct dead_letter_filter {
-    std::optional<std::int64_t> id;  ///< just this dead letter (a key lookup, not a scan)
-    std::optional<std::string> subscription;
-    std::optional<std::string> key;
-    std::optional<std::string> event_name;
+    std::optional<std::int64_t> id{};  ///< just this dead letter (a key lookup, not a scan)
+    std::optional<std::string> subscription{};
+    std::optional<std::string> key{};
+    std::optional<std::string> event_name{};
     std::size_t limit = 1000;
 };
 
 /// Selects completed events kept as history: by key (empty: all) and occurrence time
 /// [from, to), ordered by position, paged with after_position.
 struct history_query {
-    std::optional<std::string> key;
+    std::optional<std::string> key{};
     store_clock::time_point from = store_clock::time_point::min();
     store_clock::time_point to = store_clock::time_point::max();
     std::int64_t after_position = 0;
