@@ -115,6 +115,9 @@ private:
 /// Combines several callables into one overload set: `evbus::overload([](const a&) {}, ...)`.
 template <class... Fs>
 struct overload : Fs... {
+    // A constructor rather than aggregate initialisation, so that the parentheses above also
+    // compile where C++20's parenthesised aggregate initialisation is missing (clang < 16).
+    constexpr overload(Fs... fs) : Fs(std::move(fs))... {}  // NOLINT(google-explicit-constructor)
     using Fs::operator()...;
 };
 template <class... Fs>
@@ -123,6 +126,7 @@ overload(Fs...) -> overload<Fs...>;
 /// Opts a subscription into exhaustiveness: every event of the set must have an overload.
 template <class H>
 struct exhaustive {
+    constexpr exhaustive(H h) : handlers(std::move(h)) {}  // NOLINT(google-explicit-constructor)
     H handlers;
 };
 template <class H>
