@@ -26,6 +26,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -59,6 +60,12 @@ struct bus_options {
 };
 
 namespace detail {
+/// What bus<Set> uses in place of a Set that is not an event_set, after reporting it.
+struct stand_in_event {
+    static constexpr std::string_view event_name = "evbus.standIn";
+};
+using stand_in_set = event_set<stand_in_event>;
+
 /// The non-template part of emit(): walks one row of the table. Defined in core/src.
 emit_report emit_sync(const registry& reg, std::size_t index, const void* payload,
                       const metadata& meta, error_sink& errors);
@@ -69,13 +76,16 @@ class bus {
     static_assert(is_event_set<Set>,
                   "evbus: bus<Set> needs an evbus::event_set<...>; list your payload types in "
                   "one");
+    // What the class uses in place of Set: Set itself, or a stand-in after the misuse the
+    // assertion above reports, so that the one error is not followed by others.
+    using checked_set = std::conditional_t<is_event_set<Set>, Set, detail::stand_in_set>;
 
 public:
     using events = Set;
-    using variant_type = typename Set::variant_type;
+    using variant_type = typename checked_set::variant_type;
 
     explicit bus(bus_options options = {})
-        : registry_(std::make_shared<detail::registry>(Set::size)),
+        : registry_(std::make_shared<detail::registry>(checked_set::size)),
           errors_(options.errors ? std::move(options.errors)
                                  : std::make_shared<dead_letter_list>()) {}
 
@@ -102,13 +112,14 @@ public:
     template <class E>
     emit_report emit(const E& event, metadata meta = {}) {
         using T = std::remove_cvref_t<E>;
-        if constexpr (!Set::template contains<T>) {
+        if constexpr (!checked_set::template contains<T>) {
             // The check reports the problem with E's name; nothing else is instantiated.
-            static_cast<void>(detail::event_not_in_set<T, Set>::ok);
+            static_cast<void>(detail::event_not_in_set<T, checked_set>::ok);
             return {};
         } else {
             prepare<T>(event, meta);
-            return detail::emit_sync(*registry_, Set::template index_of<T>, &event, meta, *errors_);
+            return detail::emit_sync(*registry_, checked_set::template index_of<T>, &event, meta,
+                                     *errors_);
         }
     }
 
@@ -138,7 +149,7 @@ private:
     template <bool Exhaustive, class H>
     subscription subscribe_impl(std::string name, H&& handlers, subscribe_options options) {
         using handler_type = std::decay_t<H>;  // a function is stored as a function pointer
-        if constexpr (!detail::valid_handler<handler_type, Set, Exhaustive>) {
+        if constexpr (!detail::valid_handler<handler_type, checked_set, Exhaustive>) {
             return {};  // the failed check reported itself; instantiate nothing more
         } else {
             return make_subscription<handler_type>(std::move(name), std::forward<H>(handlers),
@@ -157,7 +168,7 @@ private:
         auto state = std::make_unique<detail::subscription_state>(
             std::move(name), options, object.get(),
             [](void* p) noexcept { delete static_cast<handler_type*>(p); },
-            detail::make_invokers<handler_type>(static_cast<Set*>(nullptr)));
+            detail::make_invokers<handler_type>(static_cast<checked_set*>(nullptr)));
         object.release();  // owned by state now
         auto shared = registry_->add(std::move(state));
         return subscription(registry_, std::move(shared));
