@@ -298,9 +298,8 @@ private:
             bounded ? deadline_after(start, timeout) : std::chrono::steady_clock::time_point::max();
         begin_call(sub, meta, to_ns(start), bounded ? to_ns(deadline) : no_deadline);
         std::exception_ptr thrown;
-        bool committed = false;
-        const handler_result result =
-            invoke_caught(entry, payload, meta, deadline, thrown, committed);
+        handler_context ctx(meta, sub.name, deadline, token_);
+        const handler_result result = invoke_caught(entry, payload, ctx, thrown);
         const std::uint64_t end_cycles = clock_.now();
         std::chrono::nanoseconds took = clock_.between(start_cycles, end_cycles);
         auto end = start + took;
@@ -317,7 +316,7 @@ private:
         const bool overran = bounded && end > deadline;
         if (!thrown && result.succeeded()) {
             if (!overran) return true;
-            if (committed) {  // its effects stand: late, not failed
+            if (context_access::committed(ctx)) {  // its effects stand: late, not failed
                 note_late_commit(sub, meta, took);
                 return true;
             }
@@ -328,18 +327,12 @@ private:
     }
 
     // Calls the handler in its frame and context and returns its result, built in place;
-    // anything it throws lands in `thrown`, and the result then says ok. `committed` says
-    // whether the call committed its effects with its completion (a transactional handler).
-    handler_result invoke_caught(const dispatch_entry& entry, const void* payload,
-                                 const metadata& meta,
-                                 std::chrono::steady_clock::time_point deadline,
-                                 std::exception_ptr& thrown, bool& committed) const noexcept {
-        const frame_guard frame(meta, entry.sub);
-        handler_context ctx(meta, entry.sub->name, deadline, token_);
+    // anything it throws lands in `thrown`, and the result then says ok.
+    static handler_result invoke_caught(const dispatch_entry& entry, const void* payload,
+                                        handler_context& ctx, std::exception_ptr& thrown) noexcept {
+        const frame_guard frame(ctx.meta(), entry.sub);
         try {
-            handler_result result = entry.invoke(entry.sub->handler, payload, ctx);
-            committed = context_access::committed(ctx);
-            return result;
+            return entry.invoke(entry.sub->handler, payload, ctx);
         } catch (...) {
             thrown = std::current_exception();
             return handler_result::ok();
